@@ -1,0 +1,448 @@
+"""Images ⇄ tfrecords ⇄ tf.data: every rule about reading, converting and decoding images lives here.
+
+Record schema (that of the classic TF1 build_data.py, so its tfrecords still train):
+  image/file_name      bytes  the source file's base name
+  image/encoded_image  bytes  JPEG or PNG, 8-bit RGB
+  image/height, image/width  int64 (added here; absent from old files, hence optional)
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import io
+import os
+import random
+import warnings
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+MIN_IMAGE_SIDE = 16  # smaller images carry no usable content for a 70x70 PatchGAN
+DEFAULT_MAX_PIXELS = 100_000_000  # guards against decompression bombs (30000x30000 headers)
+CACHE_LIMIT_BYTES = 64 * 2**20  # tfrecords up to this size are decoded once and kept in memory
+LOAD_SCALE = 1.12  # augmentation: resize to 1.12x image_size, then random crop (286 for 256)
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the path and what to do."""
+
+
+class BadImage(ValueError):
+    """One image file that is skipped; the message is the reason."""
+
+
+# -- images -----------------------------------------------------------------------------------------
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: transparency over white, 16-bit scaled down, CMYK/palette converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = np.clip(values * (255.0 / peak), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def read_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+               min_side: int = MIN_IMAGE_SIDE) -> tuple[Image.Image, str]:
+    """Opens an image file as 8-bit RGB with its EXIF orientation applied.
+
+    Returns (image, source format). Raises BadImage with a short reason for anything unusable:
+    unreadable, not an image, truncated, too large (decompression bomb) or too small.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open(path, "rb") as f:
+                data = f.read()
+            if not data:
+                raise BadImage("empty file (0 bytes)")
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadImage(f"too large: {width}x{height} px exceeds max_pixels={max_pixels} "
+                               "(a possible decompression bomb)")
+            if min(width, height) < min_side:
+                raise BadImage(f"too small: {width}x{height} px (need at least {min_side} px a side)")
+            source_format = image.format or ""
+            image.seek(0)  # animated GIF/WebP: the first frame
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image), source_format
+    except BadImage:
+        raise
+    except Image.DecompressionBombError as e:
+        raise BadImage(f"too large: {e}") from None
+    except UnidentifiedImageError:
+        raise BadImage("not a decodable image (unknown or corrupt format)") from None
+    except OSError as e:  # permissions, symlink loops, truncated data
+        reason = e.strerror or str(e) or type(e).__name__
+        raise BadImage(f"cannot read: {reason}") from None
+    except (ValueError, SyntaxError, EOFError) as e:
+        raise BadImage(f"corrupt image data: {e}") from None
+
+
+def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    scale = size / min(width, height)
+    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+    return image.resize(new_size, Image.BICUBIC, reducing_gap=3.0)
+
+
+def encode_image(image: Image.Image, lossy: bool) -> bytes:
+    buffer = io.BytesIO()
+    if lossy:
+        image.save(buffer, format="JPEG", quality=95)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _decodes_in_tensorflow(encoded: bytes, height: int, width: int) -> bool:
+    """The training pipeline's own decoder must accept the bytes we write."""
+    try:
+        decoded = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    except tf.errors.OpError:
+        return False
+    return tuple(decoded.shape) == (height, width, 3)
+
+
+def encode_file_for_record(path: str, image_size: int | None = None,
+                           max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, int, int]:
+    """The bytes to store for one image file, and their height and width.
+
+    A plain RGB JPEG is stored as it is (no recompression, as the classic tool did); anything that
+    had to be converted, rotated or resized is re-encoded, as JPEG if the source was lossy, else PNG.
+    """
+    image, source_format = read_image(path, max_pixels)
+    with open(path, "rb") as f:
+        original = f.read()
+    unchanged = image_size is None and source_format == "JPEG"
+    if unchanged:
+        with Image.open(io.BytesIO(original)) as raw:
+            unchanged = raw.mode == "RGB" and raw.size == image.size and \
+                raw.getexif().get(0x0112, 1) == 1  # no EXIF rotation to apply
+    if image_size is not None:
+        image = resize_shorter_side(image, image_size)
+    encoded = original if unchanged else encode_image(image, lossy=source_format in ("JPEG", "WEBP"))
+    width, height = image.size
+    if not _decodes_in_tensorflow(encoded, height, width):
+        encoded = encode_image(image, lossy=False)
+        if not _decodes_in_tensorflow(encoded, height, width):
+            raise BadImage("TensorFlow cannot decode it even after re-encoding")
+    return encoded, height, width
+
+
+# -- tfrecords --------------------------------------------------------------------------------------
+
+def make_example(file_name: str, encoded: bytes, height: int, width: int) -> bytes:
+    def bytes_feature(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def int_feature(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/file_name": bytes_feature(file_name.encode("utf-8", "surrogateescape")),
+        "image/encoded_image": bytes_feature(encoded),
+        "image/height": int_feature(height),
+        "image/width": int_feature(width),
+    })).SerializeToString()
+
+
+def shard_paths(output_file: str, num_shards: int) -> list[str]:
+    if num_shards == 1:
+        return [output_file]
+    return [f"{output_file}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
+
+
+@dataclasses.dataclass
+class BuildReport:
+    """What build_tfrecords did: records written, and every skipped file with its reason."""
+
+    output_files: list[str]
+    written: int = 0
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"{self.written} images written to {', '.join(self.output_files)}; "
+                 f"{len(self.skipped)} skipped"]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+def _prepare_output(output_file: str) -> None:
+    folder = os.path.dirname(os.path.abspath(output_file))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataError(f"cannot write {output_file}: {folder} is a file, not a folder")
+    os.makedirs(folder, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"cannot write {output_file}: folder {folder} is not writable")
+    if os.path.isdir(output_file):
+        raise DataError(f"cannot write {output_file}: it is a folder; give a file path")
+
+
+class _AtomicShardWriters:
+    """Writes shards to temporary files and renames them into place only when all are complete,
+    so an interrupted build never leaves a valid-looking partial file or destroys an old one."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+        self.tmp_paths = [p + ".incomplete" for p in self.paths]
+        self.writers = [tf.io.TFRecordWriter(p) for p in self.tmp_paths]
+        self.count = 0
+
+    def write(self, record: bytes) -> None:
+        self.writers[self.count % len(self.writers)].write(record)
+        self.count += 1
+
+    def commit(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        for tmp, path in zip(self.tmp_paths, self.paths):
+            os.replace(tmp, path)
+
+    def abort(self) -> None:
+        for writer, tmp in zip(self.writers, self.tmp_paths):
+            writer.close()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def list_image_files(input_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Image files in input_dir (sorted) and the other entries with why they are not used."""
+    if not os.path.exists(input_dir):
+        raise DataError(f"input folder {input_dir} does not exist")
+    if not os.path.isdir(input_dir):
+        raise DataError(f"{input_dir} is not a folder; give the folder that holds the images")
+    try:
+        names = sorted(os.listdir(input_dir))
+    except OSError as e:
+        raise DataError(f"cannot list input folder {input_dir}: {e.strerror or e}") from None
+    images, others = [], []
+    for name in names:
+        path = os.path.join(input_dir, name)
+        if os.path.isdir(path):
+            others.append((path, "a folder (sub-folders are not read)"))
+        elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            images.append(path)
+        else:
+            others.append((path, "not an image file (extension not in "
+                                 f"{', '.join(IMAGE_EXTENSIONS)})"))
+    return images, others
+
+
+def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = None,
+                    num_shards: int = 1, seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    log: Callable[[str], None] = print) -> BuildReport:
+    """Converts every usable image of input_dir into tfrecords (shuffled with seed)."""
+    if num_shards < 1:
+        raise DataError(f"num_shards must be >= 1, got {num_shards}")
+    images, others = list_image_files(input_dir)
+    if not images:
+        raise DataError(f"no image files in {input_dir} (looked for {', '.join(IMAGE_EXTENSIONS)}"
+                        f"; found {len(others)} other entries)")
+    random.Random(seed).shuffle(images)
+    _prepare_output(output_file)
+    report = BuildReport(shard_paths(output_file, num_shards), skipped=list(others))
+    writers = _AtomicShardWriters(report.output_files)
+    try:
+        for i, path in enumerate(images, 1):
+            try:
+                encoded, height, width = encode_file_for_record(path, image_size, max_pixels)
+            except BadImage as e:
+                report.skipped.append((path, str(e)))
+                continue
+            writers.write(make_example(os.path.basename(path), encoded, height, width))
+            if i % 1000 == 0:
+                log(f"{input_dir}: {i}/{len(images)} files read")
+        if writers.count == 0:
+            raise DataError(f"none of the {len(images)} image files in {input_dir} could be used:\n"
+                            + "\n".join(f"  {p}: {r}" for p, r in report.skipped))
+        writers.commit()
+    except BaseException:
+        writers.abort()
+        raise
+    report.written = writers.count
+    return report
+
+
+def build_tfrecords_from_tfds(name: str, split: str, output_file: str, data_dir: str | None = None,
+                              image_size: int | None = None, num_shards: int = 1) -> BuildReport:
+    """Writes one split of a TensorFlow Datasets image set (e.g. cycle_gan/horse2zebra, trainA)."""
+    import tensorflow_datasets as tfds  # only this path needs it; keeps plain imports light
+
+    try:
+        dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    except Exception as e:  # download or preparation failed: offline, unknown name or split
+        raise DataError(
+            f"could not load TFDS dataset {name!r} split {split!r} (data_dir={data_dir!r}): {e}\n"
+            "TFDS downloads the data on first use: check the name and split, the internet "
+            "connection, or pass --data_dir pointing at an already prepared copy.") from None
+    _prepare_output(output_file)
+    report = BuildReport(shard_paths(output_file, num_shards))
+    writers = _AtomicShardWriters(report.output_files)
+    try:
+        for i, example in enumerate(tfds.as_numpy(dataset)):
+            image = Image.fromarray(np.asarray(example["image"]).astype(np.uint8)).convert("RGB")
+            if image_size is not None:
+                image = resize_shorter_side(image, image_size)
+            name_i = example.get("image/filename", f"{split}_{i:06d}.jpg".encode())
+            if isinstance(name_i, bytes):
+                name_i = name_i.decode("utf-8", "replace")
+            writers.write(make_example(str(name_i), encode_image(image, lossy=True),
+                                       image.height, image.width))
+        if writers.count == 0:
+            raise DataError(f"TFDS dataset {name!r} split {split!r} is empty")
+        writers.commit()
+    except BaseException:
+        writers.abort()
+        raise
+    report.written = writers.count
+    return report
+
+
+# -- tf.data ----------------------------------------------------------------------------------------
+
+def resolve_tfrecords(pattern: str) -> list[str]:
+    """The files behind --X/--Y: a file, a glob, or a sharded base name (NAME-?????-of-?????)."""
+    if not pattern:
+        raise DataError("no tfrecords given: pass the file written by build_data.py")
+    if os.path.isfile(pattern):
+        return [pattern]
+    files = sorted(glob.glob(pattern)) or sorted(glob.glob(glob.escape(pattern) + "-?????-of-?????"))
+    files = [f for f in files if os.path.isfile(f)]
+    if not files:
+        raise DataError(f"tfrecords {pattern} not found: make it with build_data.py "
+                        "(--X_output_file/--Y_output_file), or fix the path")
+    return files
+
+
+def check_tfrecords(files: Sequence[str]) -> None:
+    """Reads the first record of each file, so a wrong or corrupt file fails now, by name."""
+    for path in files:
+        try:
+            first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+            if first is None:
+                raise DataError(f"tfrecords file {path} is empty: rebuild it with build_data.py")
+            features = tf.io.parse_single_example(first, _FEATURES)
+            tf.io.decode_image(features["image/encoded_image"], channels=3,
+                               expand_animations=False)
+        except tf.errors.OpError as e:
+            raise DataError(f"{path} is not a readable image tfrecords file ({e.message.strip()}): "
+                            "rebuild it with build_data.py") from None
+
+
+_FEATURES = {
+    "image/encoded_image": tf.io.FixedLenFeature([], tf.string),
+    "image/file_name": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+}
+
+
+def decode_record(record: tf.Tensor) -> tf.Tensor:
+    features = tf.io.parse_single_example(record, _FEATURES)
+    image = tf.io.decode_image(features["image/encoded_image"], channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def resize_shorter_side_tf(image: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 [H, W, 3] -> uint8 with the shorter side equal to size (aspect kept)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / tf.reduce_min(shape)
+    new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
+    resized = tf.image.resize(image, new_shape, method="bicubic", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def to_float(image: tf.Tensor) -> tf.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1], the generators' range."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.clip_by_value(tf.round((image + 1.0) * 127.5), 0, 255), tf.uint8)
+
+
+def _total_bytes(files: Sequence[str]) -> int:
+    return sum(os.path.getsize(f) for f in files)
+
+
+def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool = True,
+                 seed: int = 0, repeat: bool = True, cache: bool | None = None,
+                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Batches of float32 [batch, image_size, image_size, 3] in [-1, 1] from tfrecords.
+
+    Training view (augment): shorter side resized to 1.12 x image_size, random crop, random flip,
+    fresh every epoch. Otherwise: shorter side to image_size, centre crop. Decoding and resizing are
+    done once and cached in memory when the files are small. Under tf.distribute each input pipeline
+    reads its own files (or records, when there are fewer files than pipelines).
+    """
+    files = resolve_tfrecords(pattern)
+    check_tfrecords(files)
+    load_size = round(image_size * LOAD_SCALE) if augment else image_size
+    if cache is None:
+        cache = _total_bytes(files) <= CACHE_LIMIT_BYTES
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+
+    records = tf.data.Dataset.from_tensor_slices(files)
+    shard_records = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) >= input_context.num_input_pipelines:
+            records = records.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        else:
+            shard_records = True
+    records = records.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if shard_records:
+        records = records.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+    def decode_and_resize(record: tf.Tensor) -> tf.Tensor:
+        return resize_shorter_side_tf(decode_record(record), load_size)
+
+    if cache:
+        images = records.map(decode_and_resize, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        if repeat:
+            images = images.shuffle(1000, seed=seed, reshuffle_each_iteration=True).repeat()
+    else:
+        if repeat:
+            records = records.shuffle(1000, seed=seed, reshuffle_each_iteration=True).repeat()
+        images = records.map(decode_and_resize, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def crop_and_flip(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
+        if augment:
+            crop_seed = tf.stack([tf.cast(seed, tf.int64), index])
+            image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
+            image = tf.image.stateless_random_flip_left_right(image, crop_seed + 1)
+        else:
+            image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
+        return to_float(image)
+
+    dataset = (images.enumerate()
+               .map(crop_and_flip, num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(batch_size, drop_remainder=repeat)  # per replica, as tf.distribute expects
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset.with_options(options)
+
+
+def iterate_images(pattern: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(file name, uint8 RGB array) for every record, in file order (for evaluation and tests)."""
+    for path in resolve_tfrecords(pattern):
+        for record in tf.data.TFRecordDataset(path):
+            features = tf.io.parse_single_example(record, _FEATURES)
+            image = tf.io.decode_image(features["image/encoded_image"], channels=3,
+                                       expand_animations=False)
+            yield features["image/file_name"].numpy().decode("utf-8", "replace"), image.numpy()

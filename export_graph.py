@@ -1,0 +1,48 @@
+"""A trained run -> one SavedModel per direction (settings read from the run's config.json).
+
+  python export_graph.py --checkpoint_dir checkpoints/20170424-1152 \
+      --XtoY_model apple2orange.pb --YtoX_model orange2apple.pb
+Bare names are written under pretrained/, as the classic script did; paths are used as given.
+"""
+import os
+
+from absl import flags, logging
+
+from cyclegan_tf import cli, export
+from cyclegan_tf.config import Config
+
+flags.DEFINE_string("checkpoint_dir", "", "the run folder train.py wrote (checkpoints/...)")
+flags.DEFINE_string("XtoY_model", "apple2orange.pb", "SavedModel folder for G: X -> Y")
+flags.DEFINE_string("YtoX_model", "orange2apple.pb", "SavedModel folder for F: Y -> X")
+flags.DEFINE_integer("max_pixels", export.DEFAULT_MAX_PIXELS, "larger inputs are refused")
+# The classic script needed these repeated; the run's config.json now says them. Kept so old
+# commands still parse; a value that contradicts the run is an error, not a silent mismatch.
+flags.DEFINE_integer("image_size", None, "(deprecated, read from the run) checked if given")
+flags.DEFINE_integer("ngf", None, "(deprecated, read from the run) checked if given")
+flags.DEFINE_string("norm", None, "(deprecated, read from the run) checked if given")
+FLAGS = flags.FLAGS
+
+
+def _output_path(name: str) -> str:
+    return name if os.path.dirname(name) else os.path.join("pretrained", name)
+
+
+def main(argv):
+    if not FLAGS.checkpoint_dir:
+        raise export.ExportError("--checkpoint_dir is required: the run folder train.py wrote")
+    config = Config.load(FLAGS.checkpoint_dir)
+    for name in ("image_size", "ngf", "norm"):
+        given = FLAGS[name].value
+        if given is not None and given != getattr(config, name):
+            raise export.ExportError(f"--{name}={given} contradicts the run "
+                                     f"({name}={getattr(config, name)!r} in its config.json); "
+                                     "drop the flag")
+    paths = export.export_run(FLAGS.checkpoint_dir, _output_path(FLAGS.XtoY_model),
+                              _output_path(FLAGS.YtoX_model), FLAGS.max_pixels)
+    for path in paths:
+        logging.info("exported %s", path)
+        print(f"exported {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
