@@ -147,8 +147,6 @@ def merge_with_saved(saved: Config, requested: Config, explicit: Iterable[str]) 
             "--checkpoint_dir to start a fresh run.")
     overrides = {name: getattr(requested, name) for name in explicit
                  if name not in ARCHITECTURE_FIELDS and hasattr(requested, name)}
-    merged = dataclasses.replace(saved, **overrides)
     if "max_steps" in overrides and "decay_steps" not in overrides:
-        merged.decay_steps = merged.max_steps // 2
-    merged.validate()
-    return merged
+        overrides["decay_steps"] = 0  # re-derived from the new max_steps
+    return dataclasses.replace(saved, **overrides)

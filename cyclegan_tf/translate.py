@@ -3,6 +3,7 @@ folder's latest checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Callable, Union
 
@@ -11,7 +12,8 @@ import tensorflow as tf
 from PIL import Image
 
 from cyclegan_tf.data import IMAGE_EXTENSIONS, BadImage, DataError, read_image
-from cyclegan_tf.export import DEFAULT_MAX_PIXELS, ExportError, Translator, load_generator
+from cyclegan_tf.export import (DEFAULT_MAX_PIXELS, METADATA_FILE, ExportError, Translator,
+                                load_generator)
 
 ImageLike = Union[np.ndarray, Image.Image]
 
@@ -20,19 +22,21 @@ class ImageTranslator:
     """Callable on a uint8 RGB array ([H, W, 3] or [N, H, W, 3]) or a PIL image; returns the same
     kind. ImageTranslator.load(path) takes a SavedModel folder or a run folder."""
 
-    def __init__(self, translate_uint8: Callable[[tf.Tensor], dict], max_pixels: int):
+    def __init__(self, translate_uint8: Callable[[tf.Tensor], dict], max_pixels: int,
+                 owner: object = None):
         self._translate_uint8 = translate_uint8
         self.max_pixels = max_pixels
+        self._owner = owner  # a tf.function method only holds its object weakly
 
     @classmethod
     def load(cls, path: str, direction: str = "XtoY") -> "ImageTranslator":
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             loaded = tf.saved_model.load(path)
-            return cls(loaded.signatures["translate_uint8"], DEFAULT_MAX_PIXELS)
+            return cls(loaded.signatures["translate_uint8"], _max_pixels(path), loaded)
         if os.path.isfile(os.path.join(path, "config.json")):
             generator, _ = load_generator(path, direction)
             translator = Translator(generator)
-            return cls(translator.translate_uint8, translator.max_pixels)
+            return cls(translator.translate_uint8, translator.max_pixels, translator)
         raise ExportError(f"{path} is neither an exported SavedModel (export_graph.py) nor a run "
                           "folder with config.json (train.py)")
 
@@ -46,6 +50,14 @@ class ImageTranslator:
         batch = array[np.newaxis] if array.ndim == 3 else array
         out = self._translate_uint8(images=tf.constant(batch))["images"].numpy()
         return out[0] if array.ndim == 3 else out
+
+
+def _max_pixels(saved_model_dir: str) -> int:
+    try:
+        with open(os.path.join(saved_model_dir, METADATA_FILE), encoding="utf-8") as f:
+            return int(json.load(f)["max_pixels"])
+    except (OSError, ValueError, KeyError):
+        return DEFAULT_MAX_PIXELS
 
 
 @dataclasses.dataclass

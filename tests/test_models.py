@@ -1,0 +1,96 @@
+"""Networks, losses and the image pool, in isolation (no training loop)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cyclegan_tf import losses
+from cyclegan_tf.models import PatchDiscriminator, ResnetGenerator
+from cyclegan_tf.pool import ImagePool
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_generator_is_fully_convolutional_on_non_square_images(norm):
+    generator = ResnetGenerator(ngf=4, n_blocks=1, norm=norm)
+    generator(tf.zeros([1, 32, 32, 3]))
+    out = generator(tf.random.uniform([2, 44, 68, 3], -1, 1))
+    assert out.shape == (2, 44, 68, 3)
+    assert float(tf.reduce_max(tf.abs(out))) <= 1.0  # tanh
+
+
+def test_generator_layout_follows_the_paper():
+    generator = ResnetGenerator(ngf=8, n_blocks=3)
+    generator(tf.zeros([1, 32, 32, 3]))
+    kernels = [v for v in generator.trainable_variables if "kernel" in v.path]
+    shapes = [tuple(k.shape) for k in kernels]
+    assert shapes[0] == (7, 7, 3, 8) and shapes[1] == (3, 3, 8, 16) and shapes[2] == (3, 3, 16, 32)
+    assert shapes[3:9] == [(3, 3, 32, 32)] * 6  # 3 residual blocks of two convolutions
+    assert shapes[-1] == (7, 7, 8, 3)
+    assert np.std(kernels[3].numpy()) == pytest.approx(0.02, rel=0.15)  # N(0, 0.02)
+
+
+def test_patch_discriminator_sees_70x70_patches():
+    # Inference-mode batch norm is local; instance norm would let the whole image's statistics in.
+    discriminator = PatchDiscriminator(ndf=4, norm="batch")
+    image = tf.random.normal([1, 128, 128, 3])
+    scores = discriminator(image)
+    assert scores.shape == (1, 14, 14, 1)  # 128 -> 64 -> 32 -> 16 -> 15 -> 14, as the reference
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        centre = discriminator(image, training=False)[0, 7, 7, 0]
+    influence = tf.reduce_sum(tf.abs(tape.gradient(centre, image)[0]), axis=-1).numpy() > 0
+    rows, cols = np.nonzero(influence.any(axis=1))[0], np.nonzero(influence.any(axis=0))[0]
+    assert rows.max() - rows.min() + 1 == 70 and cols.max() - cols.min() + 1 == 70
+
+
+def test_gan_losses_reward_the_right_side():
+    real, fake = tf.fill([2, 4, 4, 1], 3.0), tf.fill([2, 4, 4, 1], -3.0)
+    for kind in ("lsgan", "vanilla", "wgangp"):
+        good = losses.discriminator_loss(kind, real, fake)
+        bad = losses.discriminator_loss(kind, fake, real)
+        assert good.shape == (2,) and np.all(good.numpy() < bad.numpy()), kind
+        assert np.all(losses.generator_loss(kind, real).numpy()
+                      < losses.generator_loss(kind, fake).numpy()), kind
+    ones, zeros = tf.ones([1, 2, 2, 1]), tf.zeros([1, 2, 2, 1])
+    assert float(losses.discriminator_loss("lsgan", ones, zeros)[0]) == 0.0
+    assert float(losses.generator_loss("lsgan", zeros)[0]) == 1.0
+    assert float(losses.discriminator_loss("vanilla", zeros, zeros)[0]) == pytest.approx(np.log(2))
+    assert float(losses.discriminator_loss("wgangp", ones, zeros)[0]) == -1.0
+    assert float(losses.l1(ones, -ones)[0]) == 2.0
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
+    critic = lambda x, training=False: tf.reduce_sum(x, axis=[1, 2, 3]) / 4.0  # noqa: E731
+    # d/dx of sum(x)/4 has norm sqrt(16 * 3) / 4 = sqrt(3) on 4x4x3 inputs; scale to norm 1:
+    unit = lambda x, training=False: critic(x) / np.sqrt(3.0)  # noqa: E731
+    penalty = losses.gradient_penalty(unit, tf.zeros([2, 2, 2, 3]), tf.ones([2, 2, 2, 3]))
+    assert penalty.shape == (2,)
+    steep = losses.gradient_penalty(lambda x, training=False: 10 * tf.reduce_sum(x, [1, 2, 3]),
+                                    tf.zeros([1, 2, 2, 3]), tf.ones([1, 2, 2, 3]))
+    assert float(steep[0]) > 1000  # (10 * sqrt(12) - 1)^2
+
+
+def test_pool_fills_then_swaps_half_the_time_and_is_checkpointed(tmp_path):
+    pool = ImagePool(4, (2, 2, 3))
+    query = tf.function(pool.__call__)
+    batches = [tf.fill([2, 2, 2, 3], float(i)) for i in range(1, 3)]
+    for batch in batches:  # filling: returns the new images unchanged
+        np.testing.assert_array_equal(query(batch).numpy(), batch.numpy())
+    assert int(pool.count.read_value()) == 4
+    returned_old = 0
+    for i in range(100):
+        new = tf.reshape(tf.constant([100.0 + 2 * i, 101.0 + 2 * i]), [2, 1, 1, 1])
+        out = query(tf.tile(new, [1, 2, 2, 3])).numpy()
+        returned_old += int(np.sum(out[:, 0, 0, 0] != new.numpy().ravel()))
+    assert 70 < returned_old < 130  # about half of 200
+    path = tf.train.Checkpoint(pool=pool).save(str(tmp_path / "pool"))
+    restored = ImagePool(4, (2, 2, 3))
+    tf.train.Checkpoint(pool=restored).restore(path).assert_consumed()
+    np.testing.assert_array_equal(restored.images.numpy(), pool.images.numpy())
+    assert int(restored.count.read_value()) == 4
+
+
+def test_pool_size_zero_passes_images_through():
+    images = tf.random.normal([3, 2, 2, 3])
+    np.testing.assert_array_equal(ImagePool(0, (2, 2, 3))(images).numpy(), images.numpy())

@@ -1,0 +1,206 @@
+"""Training: it learns, resumes exactly, and survives interruption and bad settings."""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cyclegan_tf.config import Config, ConfigError
+from cyclegan_tf.cyclegan import CycleGAN
+from cyclegan_tf.demo import blue_minus_red
+from cyclegan_tf.training import TrainingError, prepare_config, run_lock, train
+from tests.conftest import REPO, TRAINED_STEPS, run_script, tiny_config
+
+
+def _scalars(run_dir: str, tag: str) -> list[float]:
+    values = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values.append(float(tf.make_ndarray(value.tensor)))
+    return values
+
+
+def _images(folder: str) -> np.ndarray:
+    from PIL import Image
+    return np.stack([np.asarray(Image.open(os.path.join(folder, n)))
+                     for n in sorted(os.listdir(folder))])
+
+
+def test_short_run_losses_fall_and_G_moves_x_toward_Y(trained_run, demo_data):
+    cycle = np.add(_scalars(trained_run, "loss/cycle/forward_x"),
+                   _scalars(trained_run, "loss/cycle/backward_y"))
+    generators = _scalars(trained_run, "loss/G/total")
+    assert len(cycle) == len(generators) == TRAINED_STEPS // 20
+    # Single-image losses are noisy: compare the first summaries with the mean of the last five.
+    assert np.mean(cycle[-5:]) < 0.8 * np.mean(cycle[:2])
+    assert np.mean(generators[-5:]) < 0.8 * np.mean(generators[:2])
+    assert {"loss/G/gan", "loss/F/identity", "loss/D_Y/loss", "learning_rate"} <= set(
+        tag for path in glob.glob(os.path.join(trained_run, "events*"))
+        for e in tf.compat.v1.train.summary_iterator(path) for tag in [v.tag for v in e.summary.value])
+
+    from cyclegan_tf.translate import ImageTranslator
+    G = ImageTranslator.load(trained_run, "XtoY")
+    x, y = _images(demo_data["testA"]), _images(demo_data["testB"])
+    before, after, target = blue_minus_red(x), blue_minus_red(G(x)), blue_minus_red(y)
+    # The demo's X is warm (B - R < 0), Y cool (> 0): G(x) must cross most of the way.
+    assert before < -0.4 and target > 0.4
+    assert after - before > 0.6 * (target - before), (before, after, target)
+
+
+def test_resume_restores_step_lr_optimizer_and_pool(copy_run):
+    run_dir = copy_run()
+    config = Config.load(run_dir)
+    with tf.device("/cpu:0"):
+        model = CycleGAN(config)
+    model.checkpoint().restore(tf.train.latest_checkpoint(run_dir)).assert_consumed()
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(run_dir))
+    assert int(model.step.numpy()) == TRAINED_STEPS
+    assert int(model.G_optimizer.iterations.numpy()) == TRAINED_STEPS
+    assert float(model.learning_rate) == pytest.approx(
+        config.learning_rate * (1 - (TRAINED_STEPS - config.max_steps // 2) / (config.max_steps // 2)))
+    keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("D_Y_optimizer/")
+            and "VARIABLE_VALUE" in k and reader.get_variable_to_shape_map()[k]]
+    assert keys, "optimizer slots are in the checkpoint"
+    slots = {v.path: v.numpy() for v in model.D_Y_optimizer.variables}
+    assert any(np.abs(s).sum() > 0 for s in slots.values())
+    assert int(model.pool_y.count.read_value()) == config.pool_size
+    assert np.abs(model.pool_y.images.numpy()).sum() > 0
+
+    # Training on: resumes from the step it stopped at, extended by an explicit --max_steps.
+    messages = []
+    resumed = prepare_config(tiny_config(checkpoint_dir=run_dir, max_steps=TRAINED_STEPS + 10),
+                             explicit={"max_steps"})
+    assert resumed.X == config.X and resumed.max_steps == TRAINED_STEPS + 10
+    result = train(resumed, log=messages.append)
+    assert f"resumed from {run_dir}/ckpt-{TRAINED_STEPS} at step {TRAINED_STEPS}" in messages[0]
+    assert result.step == TRAINED_STEPS + 10 and result.checkpoint.endswith(f"ckpt-{TRAINED_STEPS + 10}")
+
+
+def test_resume_with_other_architecture_names_the_mismatch(copy_run):
+    run_dir = copy_run()
+    with pytest.raises(ConfigError, match=r"ngf: saved 8, requested 16"):
+        prepare_config(tiny_config(checkpoint_dir=run_dir, ngf=16), explicit={"ngf"})
+    result = run_script("train.py", f"--checkpoint_dir={run_dir}", "--norm=batch")
+    assert result.returncode == 2 and "norm: saved 'instance', requested 'batch'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_without_config_that_does_not_fit_fails_clearly(copy_run):
+    run_dir = copy_run()
+    os.remove(os.path.join(run_dir, "config.json"))
+    with pytest.raises(TrainingError, match="cannot resume from .*ckpt-"):
+        train(tiny_config(checkpoint_dir=run_dir, ngf=4, X="unused", Y="unused"), log=print)
+
+
+def test_second_trainer_on_the_same_folder_is_refused(tmp_path):
+    with run_lock(str(tmp_path)):
+        with pytest.raises(TrainingError, match=f"another trainer \\(pid {os.getpid()}\\) is using"):
+            train(tiny_config(checkpoint_dir=str(tmp_path), X="x", Y="y"))
+
+
+def test_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(TrainingError, match="cannot write to checkpoint folder"):
+        train(tiny_config(checkpoint_dir=str(blocker / "run"), X="x", Y="y"))
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(copy_run, demo_data):
+    run_dir = copy_run()
+    before = tf.train.latest_checkpoint(run_dir)
+    # An absurd learning rate poisons the weights within a few steps.
+    config = prepare_config(tiny_config(checkpoint_dir=run_dir, max_steps=TRAINED_STEPS + 20,
+                                        learning_rate=1e30, log_every=1),
+                            explicit={"max_steps", "learning_rate", "log_every"})
+    with pytest.raises(TrainingError, match="NaN/Inf .* last good checkpoint .*ckpt-400 is intact"):
+        train(config, log=lambda *_: None)
+    assert tf.train.latest_checkpoint(run_dir) == before
+    assert all(np.isfinite(tf.train.load_checkpoint(before).get_tensor(k)).all()
+               for k in tf.train.list_variables(before) and
+               [n for n, _ in tf.train.list_variables(before) if n.startswith("G/")])
+
+
+def test_disk_full_during_save_is_a_clear_error_and_keeps_the_previous_checkpoint(
+        copy_run, monkeypatch):
+    run_dir = copy_run()
+    before = tf.train.latest_checkpoint(run_dir)
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
+    config = prepare_config(tiny_config(checkpoint_dir=run_dir, max_steps=TRAINED_STEPS + 2),
+                            explicit={"max_steps"})
+    with pytest.raises(TrainingError, match="No space left on device. The previous checkpoint"):
+        train(config, log=lambda *_: None)
+    assert tf.train.latest_checkpoint(run_dir) == before
+
+
+def _start_trainer(run_dir: str, demo_data, max_steps: int, save_every: int) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+    args = [sys.executable, os.path.join(REPO, "train.py"), f"--X={demo_data['X']}",
+            f"--Y={demo_data['Y']}", f"--checkpoint_dir={run_dir}", "--image_size=32", "--ngf=4",
+            "--ndf=4", "--n_blocks=1", "--pool_size=5", f"--max_steps={max_steps}",
+            f"--save_every={save_every}", "--log_every=1", "--summary_every=1000"]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+
+
+def _wait_for_step(process: subprocess.Popen, step: int, lines: list[str]) -> None:
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(f"step {step}/"):
+            return
+    raise AssertionError("trainer ended early:\n" + "".join(lines[-20:]))
+
+
+def test_sigterm_saves_and_exits_cleanly_then_resumes(tmp_path, demo_data):
+    run_dir = str(tmp_path / "run")
+    process = _start_trainer(run_dir, demo_data, max_steps=10_000, save_every=1000)
+    lines: list[str] = []
+    _wait_for_step(process, 3, lines)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, out
+    stopped = int(tf.train.latest_checkpoint(run_dir).rsplit("-", 1)[1])
+    assert stopped >= 3 and f"SIGTERM: saved {run_dir}/ckpt-{stopped}" in out
+
+
+def test_sigkill_at_random_moments_never_loses_more_than_save_every(tmp_path, demo_data):
+    """Kills the trainer five times at random moments (mid-step, mid-save); every restart resumes
+    from the last complete checkpoint, with step, optimizer and pool state consistent."""
+    run_dir, save_every = str(tmp_path / "run"), 2
+    rng = np.random.default_rng(0)
+    reached = 0
+    for kill in range(5):
+        process = _start_trainer(run_dir, demo_data, max_steps=1000, save_every=save_every)
+        lines: list[str] = []
+        target = reached + int(rng.integers(2, 6))
+        _wait_for_step(process, target, lines)
+        time.sleep(float(rng.uniform(0, 0.3)))  # somewhere in a later step or a save
+        process.kill()
+        process.wait()
+        resumed = [line for line in lines if line.startswith("resumed from")]
+        if kill:
+            assert resumed, "restart resumed from a checkpoint"
+            resumed_step = int(resumed[0].rsplit(" ", 1)[1])
+            assert resumed_step >= reached - save_every - 1 and resumed_step % save_every == 0
+        latest = tf.train.latest_checkpoint(run_dir)
+        reader = tf.train.load_checkpoint(latest)  # the newest is complete and readable
+        saved = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+        assert saved == int(latest.rsplit("-", 1)[1]) and saved >= target - save_every
+        assert int(reader.get_tensor(
+            "G_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == saved
+        reached = target
+    final = _start_trainer(run_dir, demo_data, max_steps=reached + 2, save_every=save_every)
+    out, _ = final.communicate(timeout=180)
+    assert final.returncode == 0, out
+    assert f"done: step {reached + 2}" in out
