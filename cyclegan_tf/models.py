@@ -60,14 +60,16 @@ class ResnetGenerator(keras.Model):
         super().__init__(**kwargs)
         self.ngf, self.n_blocks, self.norm = ngf, n_blocks, norm
         policy = self.dtype_policy
-        self.stages = [
+        # A tuple, not a list: Keras 3 wraps lists in a TrackedList that tf.train.Checkpoint does
+        # not see, so a generator-only restore (export, inference) would silently miss them.
+        self.stages = (
             ConvNormAct(ngf, 7, padding="valid", norm=norm, reflect=3, dtype=policy),
             ConvNormAct(ngf * 2, 3, strides=2, norm=norm, dtype=policy),
             ConvNormAct(ngf * 4, 3, strides=2, norm=norm, dtype=policy),
             *[ResidualBlock(ngf * 4, norm=norm, dtype=policy) for _ in range(n_blocks)],
             ConvNormAct(ngf * 2, 3, strides=2, norm=norm, transpose=True, dtype=policy),
             ConvNormAct(ngf, 3, strides=2, norm=norm, transpose=True, dtype=policy),
-        ]
+        )
         self.to_rgb = ConvNormAct(3, 7, padding="valid", norm=None, activation=None, reflect=3,
                                   dtype=policy)
 
@@ -97,10 +99,10 @@ class PatchDiscriminator(keras.Model):
                                 norm=norm if use_norm else None, activation="leaky_relu",
                                 dtype=policy)]
 
-        self.stages = [*c(ndf, 2, use_norm=False), *c(ndf * 2, 2), *c(ndf * 4, 2), *c(ndf * 8, 1),
+        self.stages = (*c(ndf, 2, use_norm=False), *c(ndf * 2, 2), *c(ndf * 4, 2), *c(ndf * 8, 1),
                        keras.layers.ZeroPadding2D(1, dtype=policy),
                        keras.layers.Conv2D(1, 4, padding="valid", kernel_initializer=conv_init(),
-                                           dtype=policy)]
+                                           dtype=policy))  # a tuple: see ResnetGenerator
 
     def call(self, x, training=False):
         for stage in self.stages:
