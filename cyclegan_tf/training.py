@@ -12,6 +12,7 @@ import signal
 import time
 from typing import Callable, Iterable, Iterator
 
+import keras
 import tensorflow as tf
 
 from cyclegan_tf.config import Config, ConfigError, merge_with_saved
@@ -99,7 +100,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # All local GPUs; on a machine without any, all logical CPU devices (as tests configure).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ConfigError("--strategy multi_worker needs the TF_CONFIG environment variable "
@@ -218,6 +221,7 @@ def _restore(checkpoint: tf.train.Checkpoint, path: str, run_dir: str) -> None:
 
 
 def _train_locked(config, strategy, chief, run_dir, stop, log, step_callback) -> TrainResult:
+    keras.utils.set_random_seed(config.seed)  # the same initial weights for the same --seed
     with strategy.scope():
         model = CycleGAN(config)
     checkpoint = model.checkpoint()
