@@ -31,7 +31,7 @@ class ImagePool(tf.Module):
         count = self.count.read_value()
 
         def store() -> tf.Tensor:
-            self.images.scatter_nd_update([[count]], image[tf.newaxis])
+            self._put(count, image)
             self.count.assign_add(1)
             return image
 
@@ -40,7 +40,12 @@ class ImagePool(tf.Module):
             old = tf.gather(self.images, index)
             swap = tf.random.uniform([]) < 0.5
             with tf.control_dependencies([old]):
-                self.images.scatter_nd_update([[index]], tf.where(swap, image, old)[tf.newaxis])
+                self._put(index, tf.where(swap, image, old))
             return tf.where(swap, old, image)
 
         return tf.cond(count < self.pool_size, store, maybe_swap)
+
+    def _put(self, index: tf.Tensor, image: tf.Tensor) -> None:
+        # Sync-on-read (per-replica) variables have no scatter update: assign the whole pool.
+        # It is one copy of pool_size images per query, small next to a training step.
+        self.images.assign(tf.tensor_scatter_nd_update(self.images, [[index]], image[tf.newaxis]))

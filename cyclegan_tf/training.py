@@ -83,7 +83,7 @@ def run_lock(run_dir: str) -> Iterator[None]:
 def _make_run_dir(run_dir: str) -> None:
     try:
         os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write_test")
+        probe = os.path.join(run_dir, f".write_test.{os.getpid()}")  # workers may share run_dir
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -265,7 +265,7 @@ def _train_locked(config, strategy, chief, run_dir, stop, log, step_callback) ->
     log(f"training {run_dir} from step {start_step} to {config.max_steps} "
         f"({strategy.num_replicas_in_sync} replica(s), {config.image_size} px, batch "
         f"{config.batch_size} per replica)")
-    step, last_saved = start_step, latest
+    step, last_saved, saved_step = start_step, latest, start_step if latest else -1
     interval_start, interval_step, steps_per_sec = time.perf_counter(), step, 0.0
     while step < config.max_steps and stop.signal_name is None:
         try:
@@ -298,13 +298,15 @@ def _train_locked(config, strategy, chief, run_dir, stop, log, step_callback) ->
             write_summaries(writer, step, outputs, float(model.learning_rate), steps_per_sec,
                             strategy)
         if step % config.save_every == 0:
-            last_saved = save(step)
-    if step != start_step or last_saved is None:
+            last_saved, saved_step = save(step), step
+    if step != saved_step:
         last_saved = save(step)
     writer.close()
     stopped_by = stop.signal_name or "max_steps"
     if stop.signal_name:
         log(f"{stop.signal_name}: saved {last_saved} at step {step}; run the same command to resume")
-    else:
+    elif chief:
         log(f"done: step {step}, checkpoint {last_saved}")
+    else:
+        log(f"done: step {step} (the chief writes the checkpoints)")
     return TrainResult(run_dir, step, last_saved, stopped_by)
