@@ -109,3 +109,16 @@ def test_pool_fills_then_swaps_half_the_time_and_is_checkpointed(tmp_path):
 def test_pool_size_zero_passes_images_through():
     images = tf.random.normal([3, 2, 2, 3])
     np.testing.assert_array_equal(ImagePool(0, (2, 2, 3))(images).numpy(), images.numpy())
+
+
+def test_batched_network_calls_equal_separate_calls():
+    """The step runs G(x) and G(y) (and D on fake, real, pooled) as one batched call with
+    instance norm; that must not change any image's result."""
+    from cyclegan_tf.config import Config
+    from cyclegan_tf.cyclegan import CycleGAN
+    model = CycleGAN(Config(image_size=32, ngf=4, ndf=4, n_blocks=1, pool_size=0))
+    a, b, c = (tf.random.normal([1, 32, 32, 3], seed=s) for s in range(3))
+    for network in (model.G, model.D_X):
+        batched = model._apply(network, a, b, c)
+        for x, y in zip((a, b, c), batched):
+            np.testing.assert_allclose(network(x, training=True).numpy(), y.numpy(), atol=1e-5)
