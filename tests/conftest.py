@@ -52,7 +52,8 @@ def trained_run(demo_data, tmp_path_factory):
     """A run folder trained for TRAINED_STEPS steps on the demo data. Read-only for tests:
     copy it (copy_run) before training on."""
     from cyclegan_tf.training import train
-    run_dir = str(tmp_path_factory.mktemp("runs") / "trained")
+    # A space and non-ASCII letters in the path: every script must cope with them.
+    run_dir = str(tmp_path_factory.mktemp("runs") / "trained run é")
     config = tiny_config(X=demo_data["X"], Y=demo_data["Y"], checkpoint_dir=run_dir,
                          max_steps=TRAINED_STEPS, save_every=200, summary_every=20, log_every=100)
     train(config, log=lambda *_: None)

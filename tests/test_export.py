@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tests.conftest import REPO, run_script
+from tests.conftest import run_script
 from tests.test_data import _png_header_only
 
 

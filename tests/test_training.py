@@ -162,16 +162,21 @@ def _wait_for_step(process: subprocess.Popen, step: int, lines: list[str]) -> No
     raise AssertionError("trainer ended early:\n" + "".join(lines[-20:]))
 
 
-def test_sigterm_saves_and_exits_cleanly_then_resumes(tmp_path, demo_data):
-    run_dir = str(tmp_path / "run")
-    process = _start_trainer(run_dir, demo_data, max_steps=10_000, save_every=1000)
-    lines: list[str] = []
-    _wait_for_step(process, 3, lines)
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, out
-    stopped = int(tf.train.latest_checkpoint(run_dir).rsplit("-", 1)[1])
-    assert stopped >= 3 and f"SIGTERM: saved {run_dir}/ckpt-{stopped}" in out
+def test_sigterm_and_ctrl_c_save_and_exit_cleanly_then_resume(tmp_path, demo_data):
+    run_dir, stopped = str(tmp_path / "run"), 0
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        process = _start_trainer(run_dir, demo_data, max_steps=10_000, save_every=1000)
+        lines: list[str] = []
+        _wait_for_step(process, stopped + 3, lines)
+        process.send_signal(signum)
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, out
+        if stopped:
+            assert any(line.startswith(f"resumed from {run_dir}/ckpt-{stopped} ") for line in lines)
+        stopped_now = int(tf.train.latest_checkpoint(run_dir).rsplit("-", 1)[1])
+        assert stopped_now >= stopped + 3
+        assert f"{signum.name}: saved {run_dir}/ckpt-{stopped_now}" in "".join(lines) + out
+        stopped = stopped_now
 
 
 def test_sigkill_at_random_moments_never_loses_more_than_save_every(tmp_path, demo_data):
