@@ -223,3 +223,16 @@ def test_every_gan_loss_trains_in_the_traced_step(gan_loss):
     assert all(np.isfinite(float(v)) for v in losses.values())
     assert int(model.step.numpy()) == 2
     assert any(not np.allclose(b, v.numpy()) for b, v in zip(before, model.D_Y.trainable_variables))
+
+
+def test_tfrecords_corrupt_mid_file_stops_training_with_the_path(copy_run, demo_data, tmp_path):
+    run_dir = copy_run()
+    truncated = str(tmp_path / "truncated X.tfrecords")
+    data = open(demo_data["X"], "rb").read()
+    open(truncated, "wb").write(data[:len(data) * 2 // 3])  # the first records stay readable
+    config = prepare_config(tiny_config(checkpoint_dir=run_dir, X=truncated,
+                                        max_steps=TRAINED_STEPS + 200),
+                            explicit={"X", "max_steps"})
+    from cyclegan_tf.data import DataError
+    with pytest.raises(DataError, match="corrupt record while reading .*truncated X.tfrecords"):
+        train(config, log=lambda *_: None)
