@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import signal
+import threading
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -176,7 +177,6 @@ class _StopRequest:
 
     @contextlib.contextmanager
     def installed(self):
-        import threading
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
