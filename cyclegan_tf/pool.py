@@ -35,13 +35,15 @@ class ImagePool(tf.Module):
             self.count.assign_add(1)
             return image
 
-        def maybe_swap() -> tf.Tensor:
+        def swap() -> tf.Tensor:
             index = tf.random.uniform([], 0, self.pool_size, dtype=tf.int32)
             old = tf.gather(self.images, index)
-            swap = tf.random.uniform([]) < 0.5
             with tf.control_dependencies([old]):
-                self._put(index, tf.where(swap, image, old))
-            return tf.where(swap, old, image)
+                self._put(index, image)
+            return old
+
+        def maybe_swap() -> tf.Tensor:  # the pool is written only when it changes
+            return tf.cond(tf.random.uniform([]) < 0.5, swap, lambda: image)
 
         return tf.cond(count < self.pool_size, store, maybe_swap)
 
