@@ -40,7 +40,9 @@ flags.DEFINE_integer("n_blocks", 0, "residual blocks (0: 6 up to 128 px, 9 above
 flags.DEFINE_integer("max_steps", D.max_steps, "stop after this many steps")
 flags.DEFINE_integer("decay_steps", 0, "linear lr decay to 0 over the last N steps "
                      "(0: the second half of max_steps)")
-flags.DEFINE_bool("augment", D.augment, "resize to 1.12x, random crop and flip")
+flags.DEFINE_bool("augment", D.augment, "resize to --load_size, random crop and flip")
+flags.DEFINE_integer("load_size", D.load_size, "augment: resize to this before the random crop "
+                     "(0: 1.12 x image_size; image_size: flips only, for aligned faces)")
 flags.DEFINE_integer("seed", D.seed, "seed of the data order and augmentation")
 flags.DEFINE_integer("save_every", D.save_every, "checkpoint every N steps")
 flags.DEFINE_integer("summary_every", D.summary_every, "TensorBoard summaries every N steps")
@@ -55,8 +57,8 @@ FLAGS = flags.FLAGS
 
 CONFIG_FLAGS = ["batch_size", "image_size", "norm", "lambda1", "lambda2", "learning_rate", "beta1",
                 "pool_size", "ngf", "X", "Y", "lambda_identity", "gp_weight", "ndf", "n_blocks",
-                "max_steps", "decay_steps", "augment", "seed", "save_every", "summary_every",
-                "log_every", "keep_checkpoints", "jit_compile", "mixed_precision", "strategy"]
+                "max_steps", "decay_steps", "augment", "load_size", "seed", "save_every",
+                "summary_every", "log_every", "keep_checkpoints", "jit_compile", "mixed_precision", "strategy"]
 
 
 def main(argv):

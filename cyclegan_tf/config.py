@@ -49,6 +49,7 @@ class Config:
     max_steps: int = 200_000
     decay_steps: int = 0  # 0: linear decay to zero over the second half of max_steps
     augment: bool = True
+    load_size: int = 0  # augment: resize to this, then random crop; 0: 1.12 x image_size (286 for 256)
     seed: int = 0
     save_every: int = 1000
     summary_every: int = 100
@@ -81,6 +82,9 @@ class Config:
         need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         need(self.mixed_precision in MIXED_PRECISION,
              f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        need(self.load_size == 0 or self.load_size >= self.image_size,
+             f"load_size must be 0 (1.12 x image_size) or >= image_size ({self.image_size}), "
+             f"got {self.load_size}")
         need(self.pool_size >= 0, "pool_size must be >= 0 (0 turns the history pool off)")
         need(self.max_steps >= 1, "max_steps must be >= 1")
         need(0 <= self.decay_steps <= self.max_steps, "decay_steps must be between 0 and max_steps")

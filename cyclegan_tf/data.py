@@ -381,17 +381,21 @@ def _total_bytes(files: Sequence[str]) -> int:
 
 def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool = True,
                  seed: int = 0, repeat: bool = True, cache: bool | None = None,
+                 load_size: int = 0,
                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """Batches of float32 [batch, image_size, image_size, 3] in [-1, 1] from tfrecords.
 
-    Training view (augment): shorter side resized to 1.12 x image_size, random crop, random flip,
-    fresh every epoch. Otherwise: shorter side to image_size, centre crop. Decoding and resizing are
+    Training view (augment): shorter side resized to load_size (0: 1.12 x image_size), random crop,
+    random flip, fresh every epoch; load_size == image_size keeps aligned data (faces) aligned. Otherwise: shorter side to image_size, centre crop. Decoding and resizing are
     done once and cached in memory when the files are small. Under tf.distribute each input pipeline
     reads its own files (or records, when there are fewer files than pipelines).
     """
     files = resolve_tfrecords(pattern)
     check_tfrecords(files)
-    load_size = round(image_size * LOAD_SCALE) if augment else image_size
+    if not augment:
+        load_size = image_size
+    elif not load_size:
+        load_size = round(image_size * LOAD_SCALE)
     if cache is None:
         cache = _total_bytes(files) <= CACHE_LIMIT_BYTES
     options = tf.data.Options()

@@ -237,7 +237,7 @@ def _train_locked(config, strategy, chief, run_dir, stop, log, step_callback) ->
     def dataset(pattern: str, seed: int):
         return strategy.distribute_datasets_from_function(
             lambda ctx: make_dataset(pattern, config.image_size, config.batch_size, config.augment,
-                                     seed=seed, input_context=ctx))
+                                     seed=seed, load_size=config.load_size, input_context=ctx))
 
     # A resumed run gets a fresh shuffle rather than the first epoch's order again.
     x_batches = iter(dataset(config.X, config.seed + 2 * start_step))

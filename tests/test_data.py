@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from cyclegan_tf import data
+from cyclegan_tf.config import Config, ConfigError
 from tests.conftest import run_script
 
 
@@ -163,6 +164,24 @@ def test_augmentation_differs_between_epochs(demo_data):
     first, second = next(epochs).numpy(), next(epochs).numpy()
     assert not np.allclose(np.sort(first.reshape(60, -1).sum(1)),
                            np.sort(second.reshape(60, -1).sum(1)))
+
+
+def test_load_size_equal_to_image_size_only_flips(demo_data):
+    """Aligned data (faces) keeps its alignment: no random crop, just mirror images."""
+    def views(**kwargs):
+        dataset = data.make_dataset(demo_data["X"], image_size=32, batch_size=60, repeat=False,
+                                    seed=5, **kwargs)
+        return next(iter(dataset)).numpy()
+
+    plain = views(augment=False)
+    for load_size, only_flips in ((32, True), (0, False)):
+        augmented = views(load_size=load_size)
+        same = [np.array_equal(a, p) or np.array_equal(a, p[:, ::-1]) for a, p in zip(augmented, plain)]
+        assert all(same) == only_flips, load_size
+    flipped = [not np.array_equal(a, p) for a, p in zip(views(load_size=32), plain)]
+    assert 10 < sum(flipped) < 50
+    with pytest.raises(ConfigError, match="load_size"):
+        Config(image_size=32, load_size=30)
 
 
 def test_corrupt_or_foreign_tfrecords_fail_with_the_path(tmp_path):
