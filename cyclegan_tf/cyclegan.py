@@ -10,29 +10,10 @@ import tensorflow as tf
 from cyclegan_tf import losses
 from cyclegan_tf.config import Config
 from cyclegan_tf.models import PatchDiscriminator, ResnetGenerator
+from cyclegan_tf.optimizers import FusedAdam, LinearDecay
 from cyclegan_tf.pool import ImagePool
 
 DTYPE_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16"}
-
-
-@keras.saving.register_keras_serializable("cyclegan_tf")
-class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Constant learning rate, then linear decay to zero over the last decay_steps (the paper's)."""
-
-    def __init__(self, initial_learning_rate: float, total_steps: int, decay_steps: int):
-        self.initial_learning_rate = initial_learning_rate
-        self.total_steps = total_steps
-        self.decay_steps = decay_steps
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        decay_start = float(self.total_steps - self.decay_steps)
-        progress = tf.clip_by_value((step - decay_start) / max(self.decay_steps, 1), 0.0, 1.0)
-        return self.initial_learning_rate * (1.0 - progress)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "total_steps": self.total_steps, "decay_steps": self.decay_steps}
 
 
 def build_generator(config: Config, name: str) -> ResnetGenerator:
@@ -60,7 +41,7 @@ class CycleGAN(tf.Module):
         schedule = LinearDecay(config.learning_rate, config.max_steps, config.decay_steps)
 
         def adam(network: keras.Model, name: str) -> keras.optimizers.Optimizer:
-            optimizer = keras.optimizers.Adam(schedule, beta_1=config.beta1, name=name)
+            optimizer = FusedAdam(schedule, beta_1=config.beta1, name=name)
             # Creating the slots now, outside tf.function, spares the step a second trace.
             optimizer.build(network.trainable_variables)
             return optimizer
