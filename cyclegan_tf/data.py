@@ -386,8 +386,9 @@ def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool =
     """Batches of float32 [batch, image_size, image_size, 3] in [-1, 1] from tfrecords.
 
     Training view (augment): shorter side resized to load_size (0: 1.12 x image_size), random crop,
-    random flip, fresh every epoch; load_size == image_size keeps aligned data (faces) aligned. Otherwise: shorter side to image_size, centre crop. Decoding and resizing are
-    done once and cached in memory when the files are small. Under tf.distribute each input pipeline
+    random flip, fresh every epoch; load_size == image_size keeps aligned data (faces) aligned.
+    Otherwise: shorter side to image_size, centre crop. Decoding and resizing are done once and
+    cached in memory when the files are small. Under tf.distribute each input pipeline
     reads its own files (or records, when there are fewer files than pipelines).
     """
     files = resolve_tfrecords(pattern)
