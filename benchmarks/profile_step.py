@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from throughput import default_blocks  # benchmarks/ is on sys.path when this script runs
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 KINDS = (  # first match wins: (kind, substrings of the op name)
@@ -116,7 +118,7 @@ def main() -> None:
     parser.add_argument("--framework", choices=("tf", "torch"), default="tf")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (inter-op is 1)")
     args = parser.parse_args()
-    blocks = 6 if args.size <= 128 else 9
+    blocks = default_blocks(args.size)
     (profile_tf if args.framework == "tf" else profile_torch)(args.size, blocks, args.threads)
 
 
