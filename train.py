@@ -37,6 +37,9 @@ flags.DEFINE_enum("gan_loss", None, ["lsgan", "vanilla", "wgangp"], "GAN objecti
 flags.DEFINE_float("gp_weight", D.gp_weight, "WGAN-GP gradient penalty weight")
 flags.DEFINE_integer("ndf", D.ndf, "filters of the discriminators' first layer")
 flags.DEFINE_integer("n_blocks", 0, "residual blocks (0: 6 up to 128 px, 9 above)")
+flags.DEFINE_bool("input_skip", D.input_skip, "feed the input image to the generators' last layer "
+                  "too, so translations keep its overall colour and contrast (instance norm hides "
+                  "them from the paper's generator)")
 flags.DEFINE_integer("max_steps", D.max_steps, "stop after this many steps")
 flags.DEFINE_integer("decay_steps", 0, "linear lr decay to 0 over the last N steps "
                      "(0: the second half of max_steps)")
@@ -57,7 +60,7 @@ FLAGS = flags.FLAGS
 
 CONFIG_FLAGS = ["batch_size", "image_size", "norm", "lambda1", "lambda2", "learning_rate", "beta1",
                 "pool_size", "ngf", "X", "Y", "lambda_identity", "gp_weight", "ndf", "n_blocks",
-                "max_steps", "decay_steps", "augment", "load_size", "seed", "save_every",
+                "input_skip", "max_steps", "decay_steps", "augment", "load_size", "seed", "save_every",
                 "summary_every", "log_every", "keep_checkpoints", "jit_compile", "mixed_precision", "strategy"]
 
 

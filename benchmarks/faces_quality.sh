@@ -4,7 +4,7 @@
 # gender judge. Prints one JSON line: judge rates of G(testA) -> female and F(testB) -> male, face
 # detection rates, cycle L1 (images in [-1, 1]) and the wall time.
 #   bash benchmarks/faces_quality.sh                 # FACES=../shared/data/faces WORK=/tmp/faces_quality
-# Knobs (environment): SIZE=64 STEPS=12000 NGF=32 NDF=64 BLOCKS=6 LAMBDA_ID=0.1 LOAD_SIZE=$SIZE
+# Knobs (environment): SIZE=64 STEPS=12000 NGF=32 NDF=64 BLOCKS=6 LAMBDA_ID=0.1 INPUT_SKIP=0 LOAD_SIZE=$SIZE
 # (the crops are aligned: flips only, no random crop) PRECISION=off (bf16: --mixed_precision bf16)
 # FID=0 (1: also FID/KID, which needs the Keras InceptionV3 weights). Rerunning with the same WORK resumes the training.
 set -euo pipefail
@@ -17,6 +17,7 @@ NGF=${NGF:-32}
 NDF=${NDF:-64}
 BLOCKS=${BLOCKS:-6}
 LAMBDA_ID=${LAMBDA_ID:-0.1}
+INPUT_SKIP=${INPUT_SKIP:-0}
 LOAD_SIZE=${LOAD_SIZE:-$SIZE}
 PRECISION=${PRECISION:-off}
 PY=${PYTHON:-.venv/bin/python}
@@ -34,6 +35,7 @@ fi
 "$PY" train.py --X "$WORK/men.tfrecords" --Y "$WORK/women.tfrecords" --checkpoint_dir "$WORK/run" \
   --image_size "$SIZE" --ngf "$NGF" --ndf "$NDF" --n_blocks "$BLOCKS" --max_steps "$STEPS" \
   --lambda_identity "$LAMBDA_ID" --load_size "$LOAD_SIZE" --mixed_precision "$PRECISION" \
+  "--$([ "$INPUT_SKIP" = 1 ] || echo no)input_skip" \
   --save_every 1000 --summary_every 500 --log_every 500 >&2
 "$PY" export_graph.py --checkpoint_dir "$WORK/run" --XtoY_model "$WORK/man2woman" \
   --YtoX_model "$WORK/woman2man" >&2
@@ -46,16 +48,17 @@ fid_flag=--nofid
 "$JUDGE" "$WORK/eval/YtoX" --expect male --detect > "$WORK/judge_YtoX.json"
 end=$(date +%s)
 
-"$PY" - "$WORK" "$((end - start))" "$SIZE" "$STEPS" "$NGF" "$NDF" "$BLOCKS" "$LOAD_SIZE" "$LAMBDA_ID" "$PRECISION" <<'PY'
+"$PY" - "$WORK" "$((end - start))" "$SIZE" "$STEPS" "$NGF" "$NDF" "$BLOCKS" "$LOAD_SIZE" "$INPUT_SKIP" \
+  "$LAMBDA_ID" "$PRECISION" <<'PY'
 import json, sys
-work, seconds, size, steps, ngf, ndf, blocks, load_size = sys.argv[1], *map(int, sys.argv[2:9])
-lambda_identity, precision = float(sys.argv[9]), sys.argv[10]
+work, seconds, size, steps, ngf, ndf, blocks, load_size, input_skip = sys.argv[1], *map(int, sys.argv[2:10])
+lambda_identity, precision = float(sys.argv[10]), sys.argv[11]
 metrics = json.loads(open(f"{work}/metrics.json").read().strip().splitlines()[-1])
 to_female = json.loads(open(f"{work}/judge_XtoY.json").read().strip().splitlines()[-1])
 to_male = json.loads(open(f"{work}/judge_YtoX.json").read().strip().splitlines()[-1])
 result = {
     "case": "faces_quality", "size": size, "steps": steps, "ngf": ngf, "ndf": ndf, "blocks": blocks,
-    "load_size": load_size, "lambda_identity": lambda_identity, "mixed_precision": precision,
+    "input_skip": bool(input_skip), "load_size": load_size, "lambda_identity": lambda_identity, "mixed_precision": precision,
     "G_testA_judged_female": to_female["expected_rate"], "F_testB_judged_male": to_male["expected_rate"],
     "face_rate_G": to_female["face_rate"], "face_rate_F": to_male["face_rate"],
     "cycle_l1_X": round(metrics["cycle_l1_X"], 4), "cycle_l1_Y": round(metrics["cycle_l1_Y"], 4),

@@ -18,7 +18,7 @@ MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPU
 
 # Settings that shape the networks or the checkpointed state: a checkpoint made with other values
 # cannot be restored, so resuming with a different value is an error rather than a surprise.
-ARCHITECTURE_FIELDS = ("image_size", "ngf", "ndf", "n_blocks", "norm", "pool_size")
+ARCHITECTURE_FIELDS = ("image_size", "ngf", "ndf", "n_blocks", "norm", "input_skip", "pool_size")
 
 
 class ConfigError(ValueError):
@@ -38,6 +38,7 @@ class Config:
     ndf: int = 64
     n_blocks: int = 0  # 0: 6 residual blocks up to 128 px, 9 above (the paper's choice)
     norm: str = "instance"
+    input_skip: bool = False  # generators also see their input at the last layer (keeps colour)
     gan_loss: str = "lsgan"
     lambda1: float = 10.0  # forward cycle X -> Y -> X
     lambda2: float = 10.0  # backward cycle Y -> X -> Y

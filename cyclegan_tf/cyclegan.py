@@ -17,8 +17,8 @@ DTYPE_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16"}
 
 
 def build_generator(config: Config, name: str) -> ResnetGenerator:
-    generator = ResnetGenerator(config.ngf, config.n_blocks, config.norm, name=name,
-                                dtype=DTYPE_POLICIES[config.mixed_precision])
+    generator = ResnetGenerator(config.ngf, config.n_blocks, config.norm, config.input_skip,
+                                name=name, dtype=DTYPE_POLICIES[config.mixed_precision])
     generator(tf.zeros([1, config.image_size, config.image_size, 3]))
     return generator
 

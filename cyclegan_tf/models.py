@@ -54,11 +54,17 @@ class ResnetGenerator(keras.Model):
     """c7s1-ngf, d2ngf, d4ngf, n_blocks x R4ngf, u2ngf, ungf, c7s1-3 + tanh (Johnson et al.).
 
     Fully convolutional: translates any height and width that are multiples of 4.
+
+    Instance norm after the first convolution makes this network blind to the input's overall
+    colour and contrast: G(a * x + c) == G(x) for any colour c and a > 0. So F(G(x)) can only guess
+    them back, and that guess is most of the cycle error on photos. input_skip=True also feeds the
+    input image to the last convolution, a linear path that carries them through.
     """
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: str = "instance", **kwargs):
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: str = "instance",
+                 input_skip: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.ngf, self.n_blocks, self.norm = ngf, n_blocks, norm
+        self.ngf, self.n_blocks, self.norm, self.input_skip = ngf, n_blocks, norm, input_skip
         policy = self.dtype_policy
         # A tuple, not a list: Keras 3 wraps lists in a TrackedList that tf.train.Checkpoint does
         # not see, so a generator-only restore (export, inference) would silently miss them.
@@ -73,14 +79,18 @@ class ResnetGenerator(keras.Model):
         self.to_rgb = ConvNormAct(3, 7, padding="valid", norm=None, activation=None, reflect=3,
                                   dtype=policy)
 
-    def call(self, x, training=False):
+    def call(self, images, training=False):
+        x = images
         for stage in self.stages:
             x = stage(x, training=training)
+        if self.input_skip:
+            x = tf.concat([x, tf.cast(images, x.dtype)], axis=-1)
         # tanh in float32 whatever the compute dtype: outputs are images, compared in losses.
         return tf.tanh(tf.cast(self.to_rgb(x, training=training), tf.float32))
 
     def get_config(self):
-        return {"ngf": self.ngf, "n_blocks": self.n_blocks, "norm": self.norm}
+        return {"ngf": self.ngf, "n_blocks": self.n_blocks, "norm": self.norm,
+                "input_skip": self.input_skip}
 
 
 class PatchDiscriminator(keras.Model):

@@ -30,6 +30,18 @@ def test_generator_layout_follows_the_paper():
     assert np.std(kernels[3].numpy()) == pytest.approx(0.02, rel=0.15)  # N(0, 0.02)
 
 
+def test_input_skip_lets_the_generator_see_overall_colour_and_contrast():
+    """The paper's generator cannot tell x from a * x + c (instance norm after a bias-free first
+    convolution), so a cycle can never restore them; input_skip gives them a path through."""
+    x = tf.random.uniform([2, 32, 32, 3], -0.5, 0.5, seed=1)
+    shifted = 0.7 * x + tf.constant([0.2, -0.1, 0.05])
+    blind = ResnetGenerator(ngf=4, n_blocks=1)
+    np.testing.assert_allclose(blind(shifted), blind(x), atol=1e-3)
+    seeing = ResnetGenerator(ngf=4, n_blocks=1, input_skip=True)
+    assert float(tf.reduce_mean(tf.abs(seeing(shifted) - seeing(x)))) > 1e-2
+    assert seeing.to_rgb.conv.kernel.shape == (7, 7, 4 + 3, 3)  # the last conv sees x too
+
+
 def test_patch_discriminator_sees_70x70_patches():
     # Inference-mode batch norm is local; instance norm would let the whole image's statistics in.
     discriminator = PatchDiscriminator(ndf=4, norm="batch")
