@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -89,9 +90,22 @@ def test_resume_with_other_architecture_names_the_mismatch(copy_run):
     run_dir = copy_run()
     with pytest.raises(ConfigError, match=r"ngf: saved 8, requested 16"):
         prepare_config(tiny_config(checkpoint_dir=run_dir, ngf=16), explicit={"ngf"})
+    with pytest.raises(ConfigError, match=r"input_skip: saved False, requested True"):
+        prepare_config(tiny_config(checkpoint_dir=run_dir, input_skip=True), explicit={"input_skip"})
     result = run_script("train.py", f"--checkpoint_dir={run_dir}", "--norm=batch")
     assert result.returncode == 2 and "norm: saved 'instance', requested 'batch'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_runs_saved_before_input_skip_existed_resume_as_the_papers_network(copy_run):
+    run_dir = copy_run()
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    del saved["input_skip"]
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    assert prepare_config(tiny_config(checkpoint_dir=run_dir)).input_skip is False
 
 
 def test_checkpoint_without_config_that_does_not_fit_fails_clearly(copy_run):
