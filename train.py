@@ -60,8 +60,9 @@ FLAGS = flags.FLAGS
 
 CONFIG_FLAGS = ["batch_size", "image_size", "norm", "lambda1", "lambda2", "learning_rate", "beta1",
                 "pool_size", "ngf", "X", "Y", "lambda_identity", "gp_weight", "ndf", "n_blocks",
-                "input_skip", "max_steps", "decay_steps", "augment", "load_size", "seed", "save_every",
-                "summary_every", "log_every", "keep_checkpoints", "jit_compile", "mixed_precision", "strategy"]
+                "input_skip", "max_steps", "decay_steps", "augment", "load_size", "seed",
+                "save_every", "summary_every", "log_every", "keep_checkpoints", "jit_compile",
+                "mixed_precision", "strategy"]
 
 
 def main(argv):

@@ -56,9 +56,9 @@ class ResnetGenerator(keras.Model):
     Fully convolutional: translates any height and width that are multiples of 4.
 
     Instance norm after the first convolution makes this network blind to the input's overall
-    colour and contrast: G(a * x + c) == G(x) for any colour c and a > 0. So F(G(x)) can only guess
-    them back, and that guess is most of the cycle error on photos. input_skip=True also feeds the
-    input image to the last convolution, a linear path that carries them through.
+    colour and contrast: G(a * x + c) == G(x) for any colour c and a > 0, so F(G(x)) can only guess
+    them back. input_skip=True also feeds the input image to the last convolution, a linear path
+    that carries them through (faces benchmark: cycle L1 0.13 -> 0.05, README).
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: str = "instance",
