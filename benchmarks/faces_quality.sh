@@ -5,10 +5,10 @@
 # detection rates, cycle L1 (images in [-1, 1]) and the wall time.
 #   bash benchmarks/faces_quality.sh                 # FACES=../shared/data/faces WORK=/tmp/faces_quality
 # Knobs (environment): SIZE=64 NGF=32 NDF=64 BLOCKS=6 LAMBDA=10 (both cycles) LAMBDA_ID=0.1
-# INPUT_SKIP=1 LOAD_SIZE=$SIZE
-# (the crops are aligned: flips only, no random crop) PRECISION=auto (bf16 where the CPU has
-# AVX512-BF16 or AMX instructions, else off) STEPS=16000 in bf16, 12000 in fp32 (the same hour)
-# FID=0 (1: also FID/KID, which needs the Keras InceptionV3 weights). Rerunning with the same WORK resumes the training.
+# INPUT_SKIP=1 (0: the paper's generator) LOAD_SIZE=$SIZE (the crops are aligned: flips only, no
+# random crop) PRECISION=auto (bf16 where the CPU has AVX512-BF16 or AMX instructions, else off)
+# STEPS=16000 in bf16, 12000 in fp32 (about the same hour here) FID=0 (1: also FID/KID, which
+# needs the Keras InceptionV3 weights). Rerunning with the same WORK resumes the training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FACES=${FACES:-../shared/data/faces}
