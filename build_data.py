@@ -18,7 +18,7 @@ flags.DEFINE_integer("image_size", 0, "if > 0, resize each image's shorter side 
 flags.DEFINE_integer("num_shards", 1, "files per domain (NAME-00000-of-0000N); >1 lets each "
                      "tf.distribute worker read its own")
 flags.DEFINE_integer("seed", 0, "seed of the record order shuffle")
-flags.DEFINE_integer("max_pixels", data.DEFAULT_MAX_PIXELS, "larger images are skipped")
+flags.DEFINE_integer("max_pixels", data.MAX_DECODE_PIXELS, "larger images are skipped")
 flags.DEFINE_string("tfds", "", "read a TensorFlow Datasets set instead of folders, e.g. "
                     "cycle_gan/horse2zebra (downloads on first use)")
 flags.DEFINE_string("tfds_X_split", "trainA", "TFDS split for X")
@@ -29,6 +29,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     size = FLAGS.image_size or None
+    inputs = [] if FLAGS.tfds else [FLAGS.X_input_dir, FLAGS.Y_input_dir]
+    outputs = [path for output in (FLAGS.X_output_file, FLAGS.Y_output_file)
+               for path in data.shard_paths(output, FLAGS.num_shards)]
+    data.prepare_outputs(outputs, inputs)  # refused before any work, both domains at once
     for domain in ("X", "Y"):
         output = FLAGS[f"{domain}_output_file"].value
         if FLAGS.tfds:

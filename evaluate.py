@@ -16,7 +16,7 @@ import sys
 
 from absl import flags
 
-from cyclegan_tf import cli
+from cyclegan_tf import cli, files
 from cyclegan_tf import evaluate as evaluation
 from cyclegan_tf.config import ConfigError
 
@@ -45,14 +45,17 @@ def main(argv):
         if not FLAGS[name].value:
             raise ConfigError(f"--{name} is required: the test images of {name} "
                               "(a folder of images, or tfrecords from build_data.py)")
-    # Checked before the slow parts, so a missing file fails in seconds, not after translating.
+    # Checked before the slow parts, so a bad output or a missing file fails in seconds.
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.checkpoint_dir or ".", "evaluation")
+    inputs = [FLAGS.X, FLAGS.Y, FLAGS.checkpoint_dir, FLAGS.XtoY_model, FLAGS.YtoX_model]
+    files.check_outputs([files.Output(output_dir, "folder")], inputs=inputs)
     features = evaluation.inception_features(FLAGS.fid_weights or None) if FLAGS.fid else None
     x_images = evaluation.load_images(FLAGS.X, FLAGS.image_size, FLAGS.limit, _log)
     y_images = evaluation.load_images(FLAGS.Y, FLAGS.image_size, FLAGS.limit, _log)
     G, F = evaluation.load_translators(FLAGS.checkpoint_dir, FLAGS.XtoY_model, FLAGS.YtoX_model)
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.checkpoint_dir or ".", "evaluation")
     metrics = evaluation.evaluate(G, F, x_images, y_images, output_dir, features=features,
-                                  compute_fid=FLAGS.fid, batch_size=FLAGS.batch_size, log=_log)
+                                  compute_fid=FLAGS.fid, batch_size=FLAGS.batch_size, log=_log,
+                                  inputs=inputs)
     print(json.dumps(metrics, sort_keys=True))
 
 

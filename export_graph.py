@@ -6,15 +6,18 @@ Bare names are written under pretrained/, as the classic script did; paths are u
 """
 import os
 
-from absl import flags, logging
+from absl import flags
 
-from cyclegan_tf import cli, export
+from cyclegan_tf import cli, data, export, portable
 from cyclegan_tf.config import Config
 
 flags.DEFINE_string("checkpoint_dir", "", "the run folder train.py wrote (checkpoints/...)")
 flags.DEFINE_string("XtoY_model", "apple2orange.pb", "SavedModel folder for G: X -> Y")
 flags.DEFINE_string("YtoX_model", "orange2apple.pb", "SavedModel folder for F: Y -> X")
-flags.DEFINE_integer("max_pixels", export.DEFAULT_MAX_PIXELS, "larger inputs are refused")
+flags.DEFINE_integer("max_pixels", data.MAX_TRANSLATE_PIXELS, "larger inputs are refused")
+flags.DEFINE_string("formats", "saved_model", "comma-separated: saved_model,onnx,tflite; onnx and "
+                    "tflite add model.onnx / model.tflite inside each SavedModel folder "
+                    '(pip install -e ".[export]")')
 # The classic script needed these repeated; the run's config.json now says them. Kept so old
 # commands still parse; a value that contradicts the run is an error, not a silent mismatch.
 flags.DEFINE_integer("image_size", None, "(deprecated, read from the run) checked if given")
@@ -28,6 +31,7 @@ def _output_path(name: str) -> str:
 
 
 def main(argv):
+    formats = portable.require_formats(FLAGS.formats)  # bad names / missing extra: fail first
     if not FLAGS.checkpoint_dir:
         raise export.ExportError("--checkpoint_dir is required: the run folder train.py wrote")
     config = Config.load(FLAGS.checkpoint_dir)
@@ -38,10 +42,11 @@ def main(argv):
                                      f"({name}={getattr(config, name)!r} in its config.json); "
                                      "drop the flag")
     paths = export.export_run(FLAGS.checkpoint_dir, _output_path(FLAGS.XtoY_model),
-                              _output_path(FLAGS.YtoX_model), FLAGS.max_pixels)
+                              _output_path(FLAGS.YtoX_model), FLAGS.max_pixels, formats=formats)
     for path in paths:
-        logging.info("exported %s", path)
-        print(f"exported {path}")
+        for name in formats:
+            if name in portable.FILE_NAMES:
+                print(f"exported {os.path.join(path, portable.FILE_NAMES[name])}")
 
 
 if __name__ == "__main__":

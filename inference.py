@@ -7,7 +7,7 @@ behaviour (resize to an N x N square first).
 from absl import flags
 
 from cyclegan_tf import cli
-from cyclegan_tf.translate import ImageTranslator, translate_path
+from cyclegan_tf.translate import ImageTranslator, plan_translations, translate_path
 
 flags.DEFINE_string("model", "pretrained/apple2orange.pb",
                     "exported SavedModel folder (or a run folder, with --direction)")
@@ -19,6 +19,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    plan_translations(FLAGS.input, FLAGS.output)  # bad outputs refused before the model loads
     translator = ImageTranslator.load(FLAGS.model, FLAGS.direction)
     report = translate_path(translator, FLAGS.input, FLAGS.output, FLAGS.image_size or None)
     if len(report.written) == 1 and not report.skipped:

@@ -10,9 +10,19 @@ setup(
         "tensorflow>=2.21,<2.22",
         "tensorboard",  # TF 2.21 no longer installs it; tf.summary needs it
         "tensorflow-datasets>=4.9",
+        # tensorflow-datasets 4.9.10 imports it to download and prepare a set (build_data.py
+        # --tfds) but does not declare it: without it every download fails.
+        "importlib_resources",
         "numpy",
         "pillow>=10",
         "absl-py",
     ],
-    extras_require={"test": ["pytest", "scipy"]},
+    extras_require={
+        # ONNX and LiteRT export (export_graph.py --formats) and their runtimes; tested together
+        # with TF 2.21 (protobuf 7): tf2onnx 1.17.0, onnx 1.23.2, onnxruntime 1.32.0, litert 2.3.0.
+        "export": ["tf2onnx==1.17.0", "onnx>=1.23", "onnxruntime>=1.32", "ai-edge-litert>=2.3"],
+        # The tests include the export parity tests, so CI needs the export extra too.
+        "test": ["pytest", "scipy", "tf2onnx==1.17.0", "onnx>=1.23", "onnxruntime>=1.32",
+                 "ai-edge-litert>=2.3"],
+    },
 )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+from cyclegan_tf.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 
@@ -19,46 +21,70 @@ MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPU
 # Settings that shape the networks or the checkpointed state: a checkpoint made with other values
 # cannot be restored, so resuming with a different value is an error rather than a surprise.
 ARCHITECTURE_FIELDS = ("image_size", "ngf", "ndf", "n_blocks", "norm", "input_skip", "pool_size")
+# Settings of the learning-rate schedule: changing one on resume re-plans it (continue_schedule).
+SCHEDULE_FIELDS = ("learning_rate", "max_steps", "decay_steps")
 
 
-class ConfigError(ValueError):
-    """A setting is invalid or contradicts the run folder's saved settings."""
+def setting(default: Any, help: str, *, choices: Sequence[str] | None = None,
+            flag: bool = True) -> Any:
+    """A Config field with its command-line help: train.py defines one flag per field (same
+    name, type, default and choices) unless flag is False."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "choices": choices, "flag": flag})
+
+
+def flag_fields() -> list[dataclasses.Field]:
+    """The settings that are command-line flags, in declaration order."""
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("flag", True)]
 
 
 @dataclasses.dataclass
 class Config:
     """Everything that defines a training run (flag names are those of the classic train.py)."""
 
-    X: str = "data/tfrecords/apple.tfrecords"
-    Y: str = "data/tfrecords/orange.tfrecords"
-    checkpoint_dir: str = ""
-    batch_size: int = 1  # per replica
-    image_size: int = 256
-    ngf: int = 64
-    ndf: int = 64
-    n_blocks: int = 0  # 0: 6 residual blocks up to 128 px, 9 above (the paper's choice)
-    norm: str = "instance"
-    input_skip: bool = False  # generators also see their input at the last layer (keeps colour)
-    gan_loss: str = "lsgan"
-    lambda1: float = 10.0  # forward cycle X -> Y -> X
-    lambda2: float = 10.0  # backward cycle Y -> X -> Y
-    lambda_identity: float = 0.5  # times lambda of the target domain, as in the paper
-    gp_weight: float = 10.0  # WGAN-GP gradient penalty
-    learning_rate: float = 2e-4
-    beta1: float = 0.5
-    pool_size: int = 50
-    max_steps: int = 200_000
-    decay_steps: int = 0  # 0: linear decay to zero over the second half of max_steps
-    augment: bool = True
-    load_size: int = 0  # augment: resize to this, then random crop; 0: 1.12 x image_size (286 for 256)
-    seed: int = 0
-    save_every: int = 1000
-    summary_every: int = 100
-    log_every: int = 100
-    keep_checkpoints: int = 3
-    jit_compile: bool = False
-    mixed_precision: str = "off"
-    strategy: str = "default"
+    X: str = setting("data/tfrecords/apple.tfrecords",
+                     "X tfrecords (a file, a glob, or a sharded base name)")
+    Y: str = setting("data/tfrecords/orange.tfrecords", "Y tfrecords")
+    checkpoint_dir: str = setting("", "run folder (default: a new checkpoints/YYYYMMDD-HHMMSS); "
+                                      "an existing one is resumed")
+    batch_size: int = setting(1, "images per step per replica")
+    image_size: int = setting(256, "training crop size (multiple of 4)")
+    ngf: int = setting(64, "filters of the generators' first layer")
+    ndf: int = setting(64, "filters of the discriminators' first layer")
+    n_blocks: int = setting(0, "residual blocks (0: 6 up to 128 px, 9 above, as the paper)")
+    norm: str = setting("instance", "normalisation layers", choices=NORMS)
+    input_skip: bool = setting(False, "feed the input image to the generators' last layer too, "
+                               "so translations keep its overall colour and contrast (instance "
+                               "norm hides them from the paper's generator)")
+    gan_loss: str = setting("lsgan", "GAN objective (wgangp adds a gradient penalty of weight "
+                            "--gp_weight)", choices=GAN_LOSSES, flag=False)  # with --use_lsgan
+    lambda1: float = setting(10.0, "weight of the forward cycle loss (X -> Y -> X)")
+    lambda2: float = setting(10.0, "weight of the backward cycle loss (Y -> X -> Y)")
+    lambda_identity: float = setting(0.5, "identity loss weight, times lambda of the target "
+                                     "domain (0: the classic code's behaviour)")
+    gp_weight: float = setting(10.0, "WGAN-GP gradient penalty weight")
+    learning_rate: float = setting(2e-4, "initial Adam learning rate")
+    beta1: float = setting(0.5, "Adam beta1")
+    pool_size: int = setting(50, "history of generated images shown to D (0: off)")
+    max_steps: int = setting(200_000, "stop after this many steps")
+    decay_steps: int = setting(0, "linear lr decay to 0 over the last N steps (0: the second "
+                               "half of max_steps)")
+    # The rate the schedule holds until the decay starts; None: learning_rate. Set when a resumed
+    # run's schedule is re-planned mid-decay (continue_schedule).
+    decay_start_lr: float | None = setting(None, "", flag=False)
+    augment: bool = setting(True, "resize to --load_size, random crop and flip")
+    load_size: int = setting(0, "augment: resize to this before the random crop (0: 1.12 x "
+                             "image_size; image_size: flips only, for aligned faces)")
+    seed: int = setting(0, "seed of the initial weights, data order and augmentation")
+    save_every: int = setting(1000, "checkpoint every N steps")
+    summary_every: int = setting(100, "TensorBoard summaries every N steps")
+    log_every: int = setting(100, "progress line every N steps (when not on a terminal)")
+    keep_checkpoints: int = setting(3, "checkpoints kept on disk (>= 1)")
+    jit_compile: bool = setting(False, "compile the step with XLA")
+    mixed_precision: str = setting("off", "bf16 compute, float32 weights (AVX512-BF16 CPUs, "
+                                   "Ampere+ GPUs, TPUs)", choices=MIXED_PRECISION)
+    strategy: str = setting("default", "tf.distribute strategy: one device, all local GPUs, "
+                            "TF_CONFIG machines, TPU", choices=STRATEGIES)
 
     def __post_init__(self) -> None:
         if self.n_blocks == 0:
@@ -90,6 +116,9 @@ class Config:
         need(self.max_steps >= 1, "max_steps must be >= 1")
         need(0 <= self.decay_steps <= self.max_steps, "decay_steps must be between 0 and max_steps")
         need(self.learning_rate > 0, "learning_rate must be > 0")
+        need(self.decay_start_lr is None or self.decay_start_lr >= 0, "decay_start_lr must be >= 0")
+        need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1 (the latest is what "
+             f"resumes), got {self.keep_checkpoints}")
         need(min(self.lambda1, self.lambda2, self.lambda_identity) >= 0, "lambdas must be >= 0")
         need(min(self.save_every, self.summary_every, self.log_every) >= 1,
              "save_every, summary_every and log_every must be >= 1")
@@ -134,12 +163,23 @@ class Config:
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
+    def learning_rate_at(self, step: int) -> float:
+        """The rate optimizers.LinearDecay gives at step: decay_start_lr (or learning_rate) until
+        max_steps - decay_steps, then linear to 0 at max_steps."""
+        start_lr = self.learning_rate if self.decay_start_lr is None else self.decay_start_lr
+        decay_start = self.max_steps - self.decay_steps
+        progress = min(max((step - decay_start) / max(self.decay_steps, 1), 0.0), 1.0)
+        return start_lr * (1.0 - progress)
 
-def merge_with_saved(saved: Config, requested: Config, explicit: Iterable[str]) -> Config:
+
+def merge_with_saved(saved: Config, requested: Config, explicit: Iterable[str],
+                     step: int = 0) -> Config:
     """The settings a resumed run uses: the saved ones, overridden by those given explicitly.
 
     An explicit setting that would change the networks or the checkpointed state is refused with a
-    message naming it, since the checkpoint could not be restored with it.
+    message naming it, since the checkpoint could not be restored with it. step: where the run
+    resumes (its latest checkpoint's step); a new max_steps, decay_steps or learning_rate
+    re-plans the learning rate from there (continue_schedule), so it never jumps.
     """
     explicit = set(explicit)
     clashes = [f"{name}: saved {getattr(saved, name)!r}, requested {getattr(requested, name)!r}"
@@ -152,6 +192,43 @@ def merge_with_saved(saved: Config, requested: Config, explicit: Iterable[str]) 
             "--checkpoint_dir to start a fresh run.")
     overrides = {name: getattr(requested, name) for name in explicit
                  if name not in ARCHITECTURE_FIELDS and hasattr(requested, name)}
-    if "max_steps" in overrides and "decay_steps" not in overrides:
-        overrides["decay_steps"] = 0  # re-derived from the new max_steps
-    return dataclasses.replace(saved, **overrides)
+    given = {name: overrides.pop(name) for name in SCHEDULE_FIELDS if name in overrides}
+    # Only a real change re-plans: the same command run again must give the same schedule. An
+    # unchanged learning_rate is no restart (continue_schedule would restart from it).
+    changed = {name for name, value in given.items() if value != getattr(saved, name)}
+    if "learning_rate" not in changed:
+        given.pop("learning_rate", None)
+    merged = dataclasses.replace(saved, **overrides)
+    return continue_schedule(merged, step, **given) if changed else merged
+
+
+def continue_schedule(config: Config, step: int, learning_rate: float | None = None,
+                      max_steps: int | None = None, decay_steps: int | None = None) -> Config:
+    """config with its learning-rate schedule re-planned at step for the settings given.
+
+    The new schedule (optimizers.LinearDecay, from the fields saved in config.json) holds a rate
+    lr until max(max_steps - decay_steps, step), then decays linearly to 0 at max_steps:
+      lr = learning_rate if given (the decay restarts from that rate), else the rate the run has
+           at step, so the rate goes on without a jump (a finished run's is 0: extending one
+           without a new learning_rate trains at 0);
+      decay_steps, if not given: while the run is in its constant phase, as for a new run
+           (max_steps // 2 for a new max_steps, else unchanged); once it is decaying,
+           max_steps - step: the decay goes on from its current rate to 0 at the new end.
+    Re-planning again with the same values changes nothing, so resuming twice gives the same rate.
+    """
+    max_steps = config.max_steps if max_steps is None else max_steps
+    if max_steps <= step:
+        raise ConfigError(f"max_steps {max_steps} leaves nothing to train: the run in "
+                          f"{config.checkpoint_dir!r} is at step {step}; give a larger --max_steps")
+    decaying = step > config.max_steps - config.decay_steps
+    lr = config.learning_rate_at(step) if learning_rate is None else learning_rate
+    if decay_steps is None:
+        if decaying:
+            decay_steps = max_steps - step
+        else:
+            decay_steps = config.decay_steps if max_steps == config.max_steps else max_steps // 2
+    decay_start = max(max_steps - decay_steps, step)
+    base_lr = config.learning_rate if learning_rate is None else learning_rate
+    return config.replace(learning_rate=base_lr, max_steps=max_steps,
+                          decay_steps=max_steps - decay_start,
+                          decay_start_lr=None if lr == base_lr else lr)

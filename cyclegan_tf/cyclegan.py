@@ -11,7 +11,7 @@ from cyclegan_tf import losses
 from cyclegan_tf.config import Config
 from cyclegan_tf.models import PatchDiscriminator, ResnetGenerator
 from cyclegan_tf.optimizers import FusedAdam, LinearDecay
-from cyclegan_tf.pool import ImagePool
+from cyclegan_tf.pool import ImagePool, replica_id
 
 DTYPE_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16"}
 
@@ -26,6 +26,12 @@ def build_generator(config: Config, name: str) -> ResnetGenerator:
 class CycleGAN(tf.Module):
     """G: X -> Y, F: Y -> X, D_X judges X, D_Y judges Y. Create it inside strategy.scope()."""
 
+    # What the Trainer asks of a model: the settings naming its tfrecords (one batch of each per
+    # step, in this order), the losses of its progress line, and its TensorBoard image rows.
+    inputs = ("X", "Y")
+    progress_losses = {"G": "G/total", "F": "F/total", "D_X": "D_X/loss", "D_Y": "D_Y/loss"}
+    image_rows = {"X_to_Y": ("x", "G(x)", "F(G(x))"), "Y_to_X": ("y", "F(y)", "G(F(y))")}
+
     def __init__(self, config: Config):
         super().__init__(name="cyclegan")
         self.config = config
@@ -38,7 +44,7 @@ class CycleGAN(tf.Module):
         for discriminator in (self.D_X, self.D_Y):
             discriminator(tf.zeros([1, size, size, 3]))
 
-        schedule = LinearDecay(config.learning_rate, config.max_steps, config.decay_steps)
+        schedule = LinearDecay.for_config(config)
 
         def adam(network: keras.Model, name: str) -> keras.optimizers.Optimizer:
             optimizer = FusedAdam(schedule, beta_1=config.beta1, name=name)
@@ -51,8 +57,11 @@ class CycleGAN(tf.Module):
         self.D_X_optimizer = adam(self.D_X, "D_X_optimizer")
         self.D_Y_optimizer = adam(self.D_Y, "D_Y_optimizer")
         self.schedule = schedule
-        self.pool_x = ImagePool(config.pool_size, (size, size, 3), name="pool_x")
-        self.pool_y = ImagePool(config.pool_size, (size, size, 3), name="pool_y")
+        # Distinct stateless random streams per use (pools, penalty), all set by --seed.
+        self.pool_x = ImagePool(config.pool_size, (size, size, 3), seed=4 * config.seed,
+                                name="pool_x")
+        self.pool_y = ImagePool(config.pool_size, (size, size, 3), seed=4 * config.seed + 1,
+                                name="pool_y")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
@@ -63,6 +72,10 @@ class CycleGAN(tf.Module):
             G_optimizer=self.G_optimizer, F_optimizer=self.F_optimizer,
             D_X_optimizer=self.D_X_optimizer, D_Y_optimizer=self.D_Y_optimizer,
             pool_x=self.pool_x, pool_y=self.pool_y, **extra)
+
+    @property
+    def networks(self) -> dict[str, keras.Model]:
+        return {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
 
     @property
     def learning_rate(self) -> tf.Tensor:
@@ -106,8 +119,13 @@ class CycleGAN(tf.Module):
             D_Y_loss = losses.discriminator_loss(c.gan_loss, score_real_y, score_pooled_y)
             D_X_loss = losses.discriminator_loss(c.gan_loss, score_real_x, score_pooled_x)
             if c.gan_loss == "wgangp":
-                D_Y_loss += c.gp_weight * losses.gradient_penalty(self.D_Y, real_y, pooled_fake_y)
-                D_X_loss += c.gp_weight * losses.gradient_penalty(self.D_X, real_x, pooled_fake_x)
+                # Keyed by the step, so a resumed run draws the epsilons it would have drawn.
+                seed = tf.stack([tf.constant(4 * c.seed + 2, tf.int64),
+                                 replica_id() * 2**32 + self.step])
+                D_Y_loss += c.gp_weight * losses.gradient_penalty(self.D_Y, real_y, pooled_fake_y,
+                                                                  seed)
+                D_X_loss += c.gp_weight * losses.gradient_penalty(self.D_X, real_x, pooled_fake_x,
+                                                                  seed + [0, 2**31])
             discriminators_loss = average(D_X_loss + D_Y_loss)
 
         G_vars, F_vars = self.G.trainable_variables, self.F.trainable_variables

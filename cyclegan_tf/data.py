@@ -7,11 +7,13 @@ Record schema (that of the classic TF1 build_data.py, so its tfrecords still tra
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import io
 import os
 import random
+import re
 import warnings
 from typing import Callable, Iterator, Sequence
 
@@ -19,15 +21,20 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cyclegan_tf import files
+from cyclegan_tf.errors import DataError
+from cyclegan_tf.progress import Progress
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 MIN_IMAGE_SIDE = 16  # smaller images carry no usable content for a 70x70 PatchGAN
-DEFAULT_MAX_PIXELS = 100_000_000  # guards against decompression bombs (30000x30000 headers)
+# Two pixel limits, two costs. Decoding a file costs 3 bytes a pixel, and build_data/evaluate
+# shrink what they decode, so big camera photos are fine: the limit only stops decompression bombs
+# (30000x30000 headers). Translating runs the generator at full size, hundreds of bytes of
+# activations a pixel at ngf=64, so serving and inference need a much smaller budget.
+MAX_DECODE_PIXELS = 100_000_000  # default --max_pixels of build_data.py; read_image's limit
+MAX_TRANSLATE_PIXELS = 4096 * 4096  # default --max_pixels of export_graph.py (per image served)
 CACHE_LIMIT_BYTES = 64 * 2**20  # tfrecords up to this size are decoded once and kept in memory
 LOAD_SCALE = 1.12  # augmentation: resize to 1.12x image_size, then random crop (286 for 256)
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the path and what to do."""
 
 
 class BadImage(ValueError):
@@ -52,7 +59,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+def read_image(path: str, max_pixels: int = MAX_DECODE_PIXELS,
                min_side: int = MIN_IMAGE_SIDE) -> tuple[Image.Image, str]:
     """Opens an image file as 8-bit RGB with its EXIF orientation applied.
 
@@ -117,7 +124,7 @@ def _decodes_in_tensorflow(encoded: bytes, height: int, width: int) -> bool:
 
 
 def encode_file_for_record(path: str, image_size: int | None = None,
-                           max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, int, int]:
+                           max_pixels: int = MAX_DECODE_PIXELS) -> tuple[bytes, int, int]:
     """The bytes to store for one image file, and their height and width.
 
     A plain RGB JPEG is stored as it is (no recompression, as the classic tool did); anything that
@@ -172,23 +179,23 @@ class BuildReport:
     output_files: list[str]
     written: int = 0
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    replaced: list[str] = dataclasses.field(default_factory=list)  # earlier tfrecords of ours
 
     def summary(self) -> str:
-        lines = [f"{self.written} images written to {', '.join(self.output_files)}; "
+        verb = "replaced" if self.replaced else "written to"
+        lines = [f"{self.written} images {verb} {', '.join(self.output_files)}; "
                  f"{len(self.skipped)} skipped"]
         lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
         return "\n".join(lines)
 
 
-def _prepare_output(output_file: str) -> None:
-    folder = os.path.dirname(os.path.abspath(output_file))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise DataError(f"cannot write {output_file}: {folder} is a file, not a folder")
-    os.makedirs(folder, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise DataError(f"cannot write {output_file}: folder {folder} is not writable")
-    if os.path.isdir(output_file):
-        raise DataError(f"cannot write {output_file}: it is a folder; give a file path")
+def prepare_outputs(output_files: Sequence[str], inputs: Sequence[str] = ()) -> list[str]:
+    """Refuses outputs that are not new or earlier tfrecords (files.check_outputs), before any
+    work; makes their folders. Returns those that will be replaced."""
+    replaced = files.check_outputs([files.Output(p, "tfrecords") for p in output_files], inputs)
+    for path in output_files:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return replaced
 
 
 class _AtomicShardWriters:
@@ -242,9 +249,10 @@ def list_image_files(input_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = None,
-                    num_shards: int = 1, seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    log: Callable[[str], None] = print) -> BuildReport:
-    """Converts every usable image of input_dir into tfrecords (shuffled with seed)."""
+                    num_shards: int = 1, seed: int = 0, max_pixels: int = MAX_DECODE_PIXELS,
+                    log: Callable[[str], None] | None = None) -> BuildReport:
+    """Converts every usable image of input_dir into tfrecords (shuffled with seed). Progress
+    goes to log every 1000 files (None: a bar on a terminal, else lines on stderr)."""
     if num_shards < 1:
         raise DataError(f"num_shards must be >= 1, got {num_shards}")
     images, others = list_image_files(input_dir)
@@ -252,19 +260,20 @@ def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = N
         raise DataError(f"no image files in {input_dir} (looked for {', '.join(IMAGE_EXTENSIONS)}"
                         f"; found {len(others)} other entries)")
     random.Random(seed).shuffle(images)
-    _prepare_output(output_file)
     report = BuildReport(shard_paths(output_file, num_shards), skipped=list(others))
+    report.replaced = prepare_outputs(report.output_files, inputs=[input_dir])
     writers = _AtomicShardWriters(report.output_files)
+    progress = Progress(len(images), unit="image", every=1000, log=log)
     try:
-        for i, path in enumerate(images, 1):
+        for path in images:
             try:
                 encoded, height, width = encode_file_for_record(path, image_size, max_pixels)
             except BadImage as e:
                 report.skipped.append((path, str(e)))
-                continue
-            writers.write(make_example(os.path.basename(path), encoded, height, width))
-            if i % 1000 == 0:
-                log(f"{input_dir}: {i}/{len(images)} files read")
+            else:
+                writers.write(make_example(os.path.basename(path), encoded, height, width))
+            progress.update()
+        progress.close()
         if writers.count == 0:
             raise DataError(f"none of the {len(images)} image files in {input_dir} could be used:\n"
                             + "\n".join(f"  {p}: {r}" for p, r in report.skipped))
@@ -278,18 +287,19 @@ def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = N
 
 def build_tfrecords_from_tfds(name: str, split: str, output_file: str, data_dir: str | None = None,
                               image_size: int | None = None, num_shards: int = 1) -> BuildReport:
-    """Writes one split of a TensorFlow Datasets image set (e.g. cycle_gan/horse2zebra, trainA)."""
-    import tensorflow_datasets as tfds  # only this path needs it; keeps plain imports light
+    """Writes one split of a TensorFlow Datasets image set (e.g. cycle_gan/horse2zebra, trainA).
 
+    The first use downloads and prepares the set under data_dir (TFDS' default:
+    ~/tensorflow_datasets); later uses read the prepared copy without the network.
+    """
     try:
-        dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
-    except Exception as e:  # download or preparation failed: offline, unknown name or split
-        raise DataError(
-            f"could not load TFDS dataset {name!r} split {split!r} (data_dir={data_dir!r}): {e}\n"
-            "TFDS downloads the data on first use: check the name and split, the internet "
-            "connection, or pass --data_dir pointing at an already prepared copy.") from None
-    _prepare_output(output_file)
+        import tensorflow_datasets as tfds  # only this path needs it; keeps plain imports light
+        with _tfds_fails_fast():
+            dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    except Exception as e:  # noqa: BLE001 - every failure becomes one message saying what to do
+        raise DataError(_tfds_failure(name, split, data_dir, e)) from None
     report = BuildReport(shard_paths(output_file, num_shards))
+    report.replaced = prepare_outputs(report.output_files)
     writers = _AtomicShardWriters(report.output_files)
     try:
         for i, example in enumerate(tfds.as_numpy(dataset)):
@@ -309,6 +319,64 @@ def build_tfrecords_from_tfds(name: str, split: str, output_file: str, data_dir:
         raise
     report.written = writers.count
     return report
+
+
+# TFDS retries a download that cannot connect ten times with exponential backoff: offline, the
+# user waited 3.5 minutes before any message. Two attempts ride out a blip and fail in seconds.
+TFDS_DOWNLOAD_ATTEMPTS = 2
+
+
+@contextlib.contextmanager
+def _tfds_fails_fast() -> Iterator[None]:
+    from tensorflow_datasets.core.download import downloader
+    saved = downloader.MAX_RETRIES
+    downloader.MAX_RETRIES = TFDS_DOWNLOAD_ATTEMPTS - 1
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = saved
+
+
+def _tfds_failure(name: str, split: str, data_dir: str | None, error: Exception) -> str:
+    """What went wrong loading a TFDS set, by its real cause, and what to do about it."""
+    where = f"TFDS dataset {name!r} split {split!r}"
+    causes = [error]
+    while (earlier := causes[-1].__cause__ or causes[-1].__context__) and earlier not in causes:
+        causes.append(earlier)
+    for cause in causes:
+        if isinstance(cause, ImportError):
+            module = cause.name or str(cause)
+            return (f"could not load {where}: the Python module {module!r} is missing. Reinstall "
+                    f"this package (pip install -e .) or run: pip install {module}")
+    for cause in causes:
+        if _is_network_error(cause):
+            url = getattr(getattr(cause, "request", None), "url", None) or _first_url(str(cause))
+            folder = data_dir or "~/tensorflow_datasets"
+            return (f"could not load {where}: cannot download it ({url or 'its source'} is not "
+                    f"reachable: {_short(cause)}). Connect to the internet and rerun, or pass "
+                    f"--data_dir with a copy TFDS has already prepared (it looks in {folder}), or "
+                    f"download the archive by hand into {folder}/downloads/manual/.")
+    first = _short(error)
+    if "not found" in first.lower() or "unknown split" in first.lower():
+        return (f"could not load {where}: {first}. Check the name (e.g. cycle_gan/horse2zebra) "
+                "and the split (e.g. trainA, trainB, testA, testB).")
+    return f"could not load {where} (data_dir={data_dir!r}): {first}"
+
+
+def _is_network_error(error: BaseException) -> bool:
+    import requests
+    return isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError,
+                              TimeoutError))
+
+
+def _first_url(text: str) -> str | None:
+    match = re.search(r"https?://\S+|host='[^']+'", text)
+    return match.group(0).rstrip(").,:'") if match else None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
 
 
 # -- tf.data ----------------------------------------------------------------------------------------
@@ -382,7 +450,8 @@ def _total_bytes(files: Sequence[str]) -> int:
 def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool = True,
                  seed: int = 0, repeat: bool = True, cache: bool | None = None,
                  load_size: int = 0,
-                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+                 input_context: tf.distribute.InputContext | None = None,
+                 skip: int = 0) -> tf.data.Dataset:
     """Batches of float32 [batch, image_size, image_size, 3] in [-1, 1] from tfrecords.
 
     Training view (augment): shorter side resized to load_size (0: 1.12 x image_size), random crop,
@@ -390,6 +459,8 @@ def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool =
     Otherwise: shorter side to image_size, centre crop. Decoding and resizing are done once and
     cached in memory when the files are small. Under tf.distribute each input pipeline
     reads its own files (or records, when there are fewer files than pipelines).
+    The images (order, crops, flips) are a function of seed and of their position in the stream
+    alone; skip: the number of images already consumed, so a resumed run goes on where it was.
     """
     files = resolve_tfrecords(pattern)
     check_tfrecords(files)
@@ -422,9 +493,11 @@ def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool =
         images = records.map(decode_and_resize, num_parallel_calls=tf.data.AUTOTUNE).cache()
         if repeat:
             images = images.shuffle(1000, seed=seed, reshuffle_each_iteration=True).repeat()
+        images = images.skip(skip)
     else:
         if repeat:
             records = records.shuffle(1000, seed=seed, reshuffle_each_iteration=True).repeat()
+        records = records.skip(skip)  # before decoding: skipped records cost only their reading
         images = records.map(decode_and_resize, num_parallel_calls=tf.data.AUTOTUNE)
 
     def crop_and_flip(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
@@ -436,7 +509,7 @@ def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool =
             image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
         return to_float(image)
 
-    dataset = (images.enumerate()
+    dataset = (images.enumerate(start=skip)
                .map(crop_and_flip, num_parallel_calls=tf.data.AUTOTUNE)
                .batch(batch_size, drop_remainder=repeat)  # per replica, as tf.distribute expects
                .prefetch(tf.data.AUTOTUNE))

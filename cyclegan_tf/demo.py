@@ -17,10 +17,16 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cyclegan_tf import files
+from cyclegan_tf.errors import UserError
+from cyclegan_tf.grids import contact_sheet
+
 STYLES = {
     # hue range of shapes (degrees), lightness of shapes, sky colours top -> bottom
     "X": {"hues": (0, 60), "lightness": (0.45, 0.65), "sky": ((250, 215, 150), (255, 245, 215))},
-    "Y": {"hues": (180, 250), "lightness": (0.25, 0.45), "sky": ((10, 15, 45), (40, 60, 110))},
+    # Shapes darker than the sky in both styles: the mapping keeps each pixel's place in the
+    # brightness order, so a translation that keeps the shapes is the easy one to learn.
+    "Y": {"hues": (180, 250), "lightness": (0.08, 0.22), "sky": ((40, 60, 120), (80, 105, 170))},
 }
 
 
@@ -44,16 +50,20 @@ def make_image(rng: np.random.Generator, domain: str, size: int = 64) -> Image.I
 
 def make_dataset(output_dir: str, train_count: int = 200, test_count: int = 20, size: int = 64,
                  seed: int = 0) -> dict[str, str]:
-    """Writes trainA/trainB/testA/testB folders of PNGs (the CycleGAN folder convention)."""
+    """Writes trainA/trainB/testA/testB folders of PNGs (the CycleGAN folder convention).
+
+    output_dir must be new or an earlier demo data set, which is then replaced (files.py)."""
+    files.check_outputs([files.Output(output_dir, "folder")])
     rng = np.random.default_rng(seed)
     folders = {}
-    for split, count in (("train", train_count), ("test", test_count)):
-        for domain, letter in (("X", "A"), ("Y", "B")):
-            folder = os.path.join(output_dir, f"{split}{letter}")
-            os.makedirs(folder, exist_ok=True)
-            for i in range(count):
-                make_image(rng, domain, size).save(os.path.join(folder, f"{i:04d}.png"))
-            folders[f"{split}{letter}"] = folder
+    with files.atomic_folder(output_dir) as tmp:
+        for split, count in (("train", train_count), ("test", test_count)):
+            for domain, letter in (("X", "A"), ("Y", "B")):
+                os.makedirs(os.path.join(tmp, f"{split}{letter}"))
+                for i in range(count):
+                    make_image(rng, domain, size).save(
+                        os.path.join(tmp, f"{split}{letter}", f"{i:04d}.png"))
+                folders[f"{split}{letter}"] = os.path.join(output_dir, f"{split}{letter}")
     return folders
 
 
@@ -65,22 +75,15 @@ def blue_minus_red(images: np.ndarray) -> float:
     return float(np.mean(images[..., 2] - images[..., 0]))
 
 
-def contact_sheet(rows: Sequence[Sequence[Image.Image]], cell: int = 0) -> Image.Image:
-    """Rows of images side by side (each row e.g. x, G(x), F(G(x)))."""
-    cell = cell or max(im.width for row in rows for im in row)
-    sheet = Image.new("RGB", (cell * max(map(len, rows)), cell * len(rows)), "white")
-    for r, row in enumerate(rows):
-        for c, im in enumerate(row):
-            sheet.paste(im.convert("RGB").resize((cell, cell)), (c * cell, r * cell))
-    return sheet
-
-
-def sheet_from_folders(folders: Sequence[str], out: str, limit: int = 8) -> str:
-    """Same-named images from each folder as the columns of one PNG (inputs, translations...)."""
-    names = sorted(os.listdir(folders[0]))[:limit]
+def sheet_from_folders(folders: Sequence[str], out: str, limit: int = 4, cell: int = 256,
+                       labels: Sequence[str] = ()) -> str:
+    """Same-named images from each folder as the columns of one PNG (inputs, translations...),
+    each shown cell px wide, under a header naming the columns (default: the folder names)."""
+    names = sorted(n for n in os.listdir(folders[0]) if not n.startswith("."))[:limit]
     rows = [[Image.open(os.path.join(folder, name)) for folder in folders] for name in names]
-    contact_sheet(rows).save(out)
-    return out
+    files.check_outputs([files.Output(out, "image")], inputs=folders)
+    labels = list(labels) or [os.path.basename(os.path.normpath(f)) for f in folders]
+    return files.save_image(contact_sheet(rows, cell, labels), out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -97,14 +100,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     sheet.add_argument("--inputs", required=True)
     sheet.add_argument("--outputs", required=True, nargs="+")
     sheet.add_argument("--out", required=True)
+    sheet.add_argument("--labels", default="", help="column titles, comma-separated")
+    sheet.add_argument("--rows", type=int, default=4)
+    sheet.add_argument("--cell", type=int, default=256, help="width of each image in the sheet")
     args = parser.parse_args(argv)
-    if args.command == "make_data":
-        folders = make_dataset(args.output_dir, args.train_count, args.test_count, args.size,
-                               args.seed)
-        print("wrote " + ", ".join(f"{v} ({args.train_count if 'train' in k else args.test_count})"
-                                   for k, v in folders.items()))
-    else:
-        print("wrote " + sheet_from_folders([args.inputs, *args.outputs], args.out))
+    try:
+        if args.command == "make_data":
+            folders = make_dataset(args.output_dir, args.train_count, args.test_count, args.size,
+                                   args.seed)
+            print("wrote " + ", ".join(f"{v} ({args.train_count if 'train' in k else args.test_count})"
+                                       for k, v in folders.items()))
+        else:
+            labels = [label for label in args.labels.split(",") if label]
+            print("wrote " + sheet_from_folders([args.inputs, *args.outputs], args.out,
+                                                args.rows, args.cell, labels))
+    except UserError as e:
+        parser.exit(2, f"error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from cyclegan_tf import files
 from cyclegan_tf.config import ConfigError
 from cyclegan_tf.data import (BadImage, DataError, check_tfrecords, iterate_images,
                               list_image_files, read_image, resolve_tfrecords)
-from cyclegan_tf.demo import contact_sheet
 from cyclegan_tf.export import METADATA_FILE, ExportError
+from cyclegan_tf.grids import contact_sheet
+from cyclegan_tf.progress import Progress
 from cyclegan_tf.translate import ImageTranslator
 
 Translate = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> uint8 [N, H, W, 3]
@@ -128,7 +130,7 @@ def _output_names(names: Iterable[str]) -> list[str]:
 
 
 def _batched(fn: Callable[[np.ndarray], np.ndarray], images: Sequence[np.ndarray],
-             batch_size: int) -> list[np.ndarray]:
+             batch_size: int, progress: Progress | None = None) -> list[np.ndarray]:
     """fn applied to batches of consecutive same-sized images; one result per image, in order.
     Images of different sizes cannot share a batch (image_size=0 keeps each one's own size)."""
     results: list[np.ndarray] = []
@@ -142,13 +144,15 @@ def _batched(fn: Callable[[np.ndarray], np.ndarray], images: Sequence[np.ndarray
         if len(out) != end - start:
             raise ValueError(f"{fn} returned {len(out)} results for {end - start} images")
         results.extend(out)
+        if progress is not None:
+            progress.update(end - start)
         start = end
     return results
 
 
 def _translate(fn: Translate, images: Sequence[np.ndarray], batch_size: int,
-               what: str) -> list[np.ndarray]:
-    outputs = _batched(fn, images, batch_size)
+               what: str, progress: Progress | None = None) -> list[np.ndarray]:
+    outputs = _batched(fn, images, batch_size, progress)
     for image, out in zip(images, outputs):
         if out.shape != image.shape or out.dtype != np.uint8:
             raise ValueError(f"{what} must return uint8 of the input's shape {image.shape}, "
@@ -266,6 +270,8 @@ def inception_weights_path(weights: str | None = None, cache_dir: str | None = N
     if not download:
         raise FIDWeightsError(_missing_weights_help(candidates))
     try:
+        if cache_dir:  # Keras silently falls back to /tmp/.keras for a folder not yet made
+            os.makedirs(cache_dir, exist_ok=True)
         return keras.utils.get_file(INCEPTION_FILE, INCEPTION_URL, cache_subdir="models",
                                     file_hash=INCEPTION_MD5, cache_dir=cache_dir)
     except Exception as e:  # offline, proxy, disk full, bad hash: all end the same way for the user
@@ -322,67 +328,72 @@ def _write_grid(path: str, columns: Sequence[Sequence[np.ndarray]], rows: int) -
     sheet.save(path)
 
 
-def _prepare_output_dir(output_dir: str) -> None:
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise DataError(f"--output_dir {output_dir} is a file: give a folder")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create --output_dir {output_dir}: {e.strerror or e}") from None
-    if not os.access(output_dir, os.W_OK):
-        raise DataError(f"--output_dir {output_dir} is not writable: give another folder")
-
-
 def evaluate(G: Translate, F: Translate, x_images: Images, y_images: Images, output_dir: str,
              features: Features | None = None, compute_fid: bool = True,
              fid_weights: str | None = None, batch_size: int = 16, n_kid_subsets: int = 100,
-             grid_rows: int = GRID_ROWS,
-             log: Callable[[str], None] = print) -> dict:
+             kid_subset_size: int = KID_SUBSET_SIZE, grid_rows: int = GRID_ROWS,
+             log: Callable[[str], None] = print, inputs: Sequence[str] = ()) -> dict:
     """Translates the test images both ways, writes them and the grids, returns the metrics.
 
     G: X -> Y and F: Y -> X, callables uint8 [N, H, W, 3] -> uint8 of the same shape.
     x_images, y_images: (name, uint8 [H, W, 3]) pairs as load_images gives, or bare arrays.
     features: the FID/KID feature extractor, uint8 [N, H, W, 3] -> [N, D]; None builds the
     InceptionV3 one from fid_weights (see inception_features). compute_fid=False skips FID/KID.
+    KID is the mean over n_kid_subsets random subsets of kid_subset_size images (fewer: all of
+    them); kid_*_std, their spread, is null unless both sets have more images than that, since
+    subsets that are the whole set all give the same value (kid_std_note then says so).
     Writes into output_dir: metrics.json, grid_X.png (x, G(x), F(G(x))), grid_Y.png
-    (y, F(y), G(F(y))), and XtoY/NAME.png = G(x), YtoX/NAME.png = F(y).
+    (y, F(y), G(F(y))), and XtoY/NAME.png = G(x), YtoX/NAME.png = F(y). output_dir must be new
+    or an earlier evaluation (replaced whole when this one is complete); inputs (the test
+    images' and models' paths) are never written over (files.check_outputs).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if compute_fid and features is None:  # first: missing weights fail before minutes of work
         features = inception_features(fid_weights)
     x_named, y_named = _named(x_images), _named(y_images)
-    _prepare_output_dir(output_dir)
+    replaced = files.check_outputs([files.Output(output_dir, "folder")], inputs=inputs)
     xs, ys = [a for _, a in x_named], [a for _, a in y_named]
 
     log(f"translating {len(xs)} X and {len(ys)} Y images")
-    gx = _translate(G, xs, batch_size, "G (XtoY)")
-    fgx = _translate(F, gx, batch_size, "F (YtoX)")
-    fy = _translate(F, ys, batch_size, "F (YtoX)")
-    gfy = _translate(G, fy, batch_size, "G (XtoY)")
+    progress = Progress(3 * (len(xs) + len(ys)), unit="image", every=500)  # three passes each
+    gx = _translate(G, xs, batch_size, "G (XtoY)", progress)
+    fgx = _translate(F, gx, batch_size, "F (YtoX)", progress)
+    fy = _translate(F, ys, batch_size, "F (YtoX)", progress)
+    gfy = _translate(G, fy, batch_size, "G (XtoY)", progress)
     metrics: dict = {
         "num_X": len(xs), "num_Y": len(ys),
         "cycle_l1_X": mean_l1(xs, fgx), "cycle_l1_Y": mean_l1(ys, gfy),
         # G(y) and F(x) are needed for nothing else, so they are not kept (memory on big sets)
-        "identity_l1_G": mean_l1(ys, _translate(G, ys, batch_size, "G (XtoY)")),
-        "identity_l1_F": mean_l1(xs, _translate(F, xs, batch_size, "F (YtoX)")),
+        "identity_l1_G": mean_l1(ys, _translate(G, ys, batch_size, "G (XtoY)", progress)),
+        "identity_l1_F": mean_l1(xs, _translate(F, xs, batch_size, "F (YtoX)", progress)),
     }
+    progress.close()
     if compute_fid:
         log("computing FID/KID features")
         feats = {key: np.stack(_batched(features, images, batch_size))
                  for key, images in (("X", xs), ("Y", ys), ("GX", gx), ("FY", fy))}
+        # A subset that is a whole set is the same set every time, so the spread would omit
+        # that set's sampling noise (with both whole: std 0), not measure it.
+        spread = min(len(xs), len(ys)) > kid_subset_size
+        if not spread:
+            metrics["kid_std_note"] = (
+                f"no KID spread: it is taken over random subsets of {kid_subset_size} images, and "
+                f"with {len(xs)} X and {len(ys)} Y images a subset is a whole set every time")
         for name, (a, b) in {"XtoY": ("GX", "Y"), "YtoX": ("FY", "X"), "X_Y": ("X", "Y")}.items():
-            subsets = kid_subsets(feats[a], feats[b], n_kid_subsets)
+            subsets = kid_subsets(feats[a], feats[b], n_kid_subsets, kid_subset_size)
             metrics[f"fid_{name}"] = fid(feats[a], feats[b])
             metrics[f"kid_{name}"] = float(np.mean(subsets))
-            metrics[f"kid_{name}_std"] = float(np.std(subsets))
+            metrics[f"kid_{name}_std"] = float(np.std(subsets)) if spread else None
 
-    _write_images(os.path.join(output_dir, "XtoY"), _output_names(n for n, _ in x_named), gx)
-    _write_images(os.path.join(output_dir, "YtoX"), _output_names(n for n, _ in y_named), fy)
-    _write_grid(os.path.join(output_dir, "grid_X.png"), [xs, gx, fgx], grid_rows)
-    _write_grid(os.path.join(output_dir, "grid_Y.png"), [ys, fy, gfy], grid_rows)
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
+    with files.atomic_folder(output_dir) as folder:
+        _write_images(os.path.join(folder, "XtoY"), _output_names(n for n, _ in x_named), gx)
+        _write_images(os.path.join(folder, "YtoX"), _output_names(n for n, _ in y_named), fy)
+        _write_grid(os.path.join(folder, "grid_X.png"), [xs, gx, fgx], grid_rows)
+        _write_grid(os.path.join(folder, "grid_Y.png"), [ys, fy, gfy], grid_rows)
+        with open(os.path.join(folder, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+    log(f"{'replaced' if replaced else 'wrote'} {output_dir}")
     return metrics
 
 

@@ -40,9 +40,14 @@ def generator_loss(kind: str, fake: tf.Tensor) -> tf.Tensor:
 
 
 def gradient_penalty(discriminator: Callable[..., tf.Tensor], real: tf.Tensor,
-                     fake: tf.Tensor) -> tf.Tensor:
-    """WGAN-GP (Gulrajani et al.): (||grad D(x_hat)|| - 1)^2 at random points between real and fake."""
-    alpha = tf.random.uniform([tf.shape(real)[0], 1, 1, 1], dtype=real.dtype)
+                     fake: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """WGAN-GP (Gulrajani et al.): (||grad D(x_hat)|| - 1)^2 at random points between real and fake,
+    one per sample. seed: a stateless [2] int64 seed for the mixing weights (None: tf.random)."""
+    shape = [tf.shape(real)[0], 1, 1, 1]
+    if seed is None:
+        alpha = tf.random.uniform(shape, dtype=real.dtype)
+    else:
+        alpha = tf.random.stateless_uniform(shape, seed, dtype=real.dtype)
     between = real + alpha * (fake - real)
     with tf.GradientTape() as tape:
         tape.watch(between)

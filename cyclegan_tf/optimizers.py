@@ -4,15 +4,32 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from cyclegan_tf.config import Config
+
 
 @keras.saving.register_keras_serializable("cyclegan_tf")
 class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Constant learning rate, then linear decay to zero over the last decay_steps (the paper's)."""
+    """Constant learning rate, then linear decay to zero over the last decay_steps (the paper's).
+
+    A pure function of the step and of three settings saved in the run's config.json (see
+    for_config), so a resumed run gets the rate it had. Resuming with another --max_steps
+    (or --decay_steps, --learning_rate) re-plans the schedule at the resume step
+    (config.continue_schedule) without a jump: a run still in its constant phase starts its decay
+    at new max_steps - decay_steps (decay_steps = new max_steps / 2 unless given; never before the
+    resume step); a decaying run goes on from the rate it has at the resume step, linearly to 0 at
+    the new max_steps (a finished run's rate is 0: give --learning_rate to restart from one).
+    """
 
     def __init__(self, initial_learning_rate: float, total_steps: int, decay_steps: int):
-        self.initial_learning_rate = initial_learning_rate
+        self.initial_learning_rate = initial_learning_rate  # the constant phase's rate
         self.total_steps = total_steps
         self.decay_steps = decay_steps
+
+    @classmethod
+    def for_config(cls, config: Config) -> "LinearDecay":
+        """The run's schedule: the same rates as config.learning_rate_at."""
+        start_lr = config.learning_rate if config.decay_start_lr is None else config.decay_start_lr
+        return cls(start_lr, config.max_steps, config.decay_steps)
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)

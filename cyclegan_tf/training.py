@@ -1,4 +1,6 @@
-"""The loop around the step: strategy, run folder, checkpoints, summaries, progress and signals."""
+"""The loop every model trains in: run folder, strategy, checkpoints, data, summaries, progress
+and signals. A model (CycleGAN) brings its networks, its checkpoint and its step; the Trainer
+never names them."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +12,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 from typing import Callable, Iterable, Iterator
 
 import keras
@@ -18,21 +19,20 @@ import tensorflow as tf
 
 from cyclegan_tf.config import Config, ConfigError, merge_with_saved
 from cyclegan_tf.cyclegan import CycleGAN
-from cyclegan_tf.data import DataError, make_dataset
+from cyclegan_tf.data import check_tfrecords, make_dataset, resolve_tfrecords
+from cyclegan_tf.errors import DataError, TrainingError
+from cyclegan_tf.progress import Progress
 
 LOCK_FILE = "train.lock"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what to do."""
+RUNS_ROOT = "checkpoints"
 
 
 # -- the run folder ---------------------------------------------------------------------------------
 
 def resolve_run_dir(checkpoint_dir: str = "", load_model: str = "",
-                    root: str = "checkpoints") -> str:
+                    root: str = RUNS_ROOT) -> str:
     """--checkpoint_dir as given; --load_model NAME means checkpoints/NAME (the classic flag);
-    neither: a new folder checkpoints/YYYYMMDD-HHMM, as the classic train.py made."""
+    neither: "" (a new run: the Trainer makes a new folder checkpoints/YYYYMMDD-HHMMSS)."""
     if checkpoint_dir and load_model:
         raise ConfigError("give either --checkpoint_dir or --load_model, not both")
     if load_model:
@@ -40,20 +40,63 @@ def resolve_run_dir(checkpoint_dir: str = "", load_model: str = "",
         if not os.path.isdir(run_dir):
             raise ConfigError(f"--load_model {load_model}: no run folder {run_dir}")
         return run_dir
-    if checkpoint_dir:
-        return checkpoint_dir
-    return os.path.join(root, datetime.datetime.now().strftime("%Y%m%d-%H%M"))
+    return checkpoint_dir
 
 
-def prepare_config(requested: Config, explicit: Iterable[str] = ()) -> Config:
+def new_run_dir(root: str = RUNS_ROOT) -> str:
+    """Makes and returns a folder no other run has: root/YYYYMMDD-HHMMSS, with -2, -3... added
+    when runs start in the same second (os.mkdir is atomic: two processes never get one folder)."""
+    os.makedirs(root, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 10_000):
+        run_dir = os.path.join(root, stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            os.mkdir(run_dir)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise TrainingError(f"cannot find a free run folder name under {root}")
+
+
+def prepare_config(requested: Config, explicit: Iterable[str] = (),
+                   new_data: bool = False) -> Config:
     """The config to train with: a new run's as requested, a resumed run's from its config.json
-    with the explicitly given settings applied (architecture changes are refused)."""
+    with the explicitly given settings applied (architecture changes are refused; a new
+    max_steps, decay_steps or learning_rate re-plans the rate from the resume step).
+
+    Resuming a run with other data (--X/--Y naming other files than it trained on) is refused
+    unless new_data is set: a reused folder name must not silently train an old run on new images.
+    """
     run_dir = requested.checkpoint_dir
-    if os.path.isfile(os.path.join(run_dir, "config.json")):
-        saved = Config.load(run_dir)
-        saved.checkpoint_dir = run_dir
-        return merge_with_saved(saved, requested, explicit)
-    return requested
+    if not (run_dir and os.path.isfile(os.path.join(run_dir, "config.json"))):
+        return requested
+    saved = Config.load(run_dir)
+    saved.checkpoint_dir = run_dir
+    other_data = [f"--{name} {getattr(requested, name)} (it trained on {getattr(saved, name)})"
+                  for name in CycleGAN.inputs if name in set(explicit)
+                  and not _same_path(getattr(requested, name), getattr(saved, name))]
+    if other_data and not new_data:
+        raise ConfigError(
+            f"{run_dir} holds a run trained on other data: {'; '.join(other_data)}. Give a new "
+            "--checkpoint_dir (or none) to start a new run; to go on training this run on the "
+            "new data, add --new_data.")
+    return merge_with_saved(saved, requested, explicit, step=_checkpoint_step(run_dir))
+
+
+def _same_path(a: str, b: str) -> bool:
+    return a == b or os.path.realpath(a) == os.path.realpath(b)
+
+
+def _checkpoint_step(run_dir: str) -> int:
+    """The step the run resumes at: its latest checkpoint's (0 without one)."""
+    latest = tf.train.latest_checkpoint(run_dir)
+    if latest is None:
+        return 0
+    try:
+        return int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError) as e:
+        raise TrainingError(f"cannot read the step of {latest} ({str(e).splitlines()[0]}); use "
+                            "another --checkpoint_dir to start a new run") from None
 
 
 @contextlib.contextmanager
@@ -81,7 +124,9 @@ def run_lock(run_dir: str) -> Iterator[None]:
         handle.close()
 
 
-def _make_run_dir(run_dir: str) -> None:
+def _writable_run_dir(run_dir: str) -> bool:
+    """Makes run_dir if needed and checks it is writable; returns whether it was made now."""
+    made = not os.path.exists(run_dir)
     try:
         os.makedirs(run_dir, exist_ok=True)
         probe = os.path.join(run_dir, f".write_test.{os.getpid()}")  # workers may share run_dir
@@ -91,6 +136,7 @@ def _make_run_dir(run_dir: str) -> None:
     except OSError as e:
         raise TrainingError(f"cannot write to checkpoint folder {run_dir}: "
                             f"{e.strerror or e}. Choose a writable --checkpoint_dir.") from None
+    return made
 
 
 # -- strategy ---------------------------------------------------------------------------------------
@@ -110,7 +156,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
                               "(see the README's multi-machine section)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        except ValueError as e:  # no TPU on this machine, and no TPU_NAME to reach one
+            raise ConfigError(f"--strategy tpu: no TPU found ({e}). Run on a Cloud TPU VM, or "
+                              "set TPU_NAME to the TPU to connect to") from None
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
@@ -127,10 +177,11 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
             and "chief" not in resolver.cluster_spec().as_dict())
 
 
-# -- summaries and progress -------------------------------------------------------------------------
+# -- summaries --------------------------------------------------------------------------------------
 
-def write_summaries(writer, step: int, outputs: dict, learning_rate: float, steps_per_sec: float,
-                    strategy: tf.distribute.Strategy) -> None:
+def write_summaries(writer, step: int, model, outputs: dict, learning_rate: float,
+                    steps_per_sec: float, strategy: tf.distribute.Strategy) -> None:
+    """Every loss, the learning rate, steps/s, score histograms and the model's image rows."""
     local = lambda v: strategy.experimental_local_results(v)[0]  # noqa: E731
     with writer.as_default(step=step):
         for name, value in outputs["losses"].items():
@@ -138,20 +189,13 @@ def write_summaries(writer, step: int, outputs: dict, learning_rate: float, step
         tf.summary.scalar("learning_rate", learning_rate)
         if steps_per_sec:
             tf.summary.scalar("steps_per_sec", steps_per_sec)
-        for name, scores in outputs["scores"].items():
+        for name, scores in outputs.get("scores", {}).items():
             tf.summary.histogram(name, local(scores))
-        images = {name: local(value)[:3] for name, value in outputs["images"].items()}
-        for row, names in (("X_to_Y", ("x", "G(x)", "F(G(x))")), ("Y_to_X", ("y", "F(y)", "G(F(y))"))):
+        images = {name: local(value)[:3] for name, value in outputs.get("images", {}).items()}
+        for row, names in model.image_rows.items():
             grid = tf.concat([images[n] for n in names], axis=2)  # side by side
             tf.summary.image(f"{row}: {' | '.join(names)}", (grid + 1.0) / 2.0, max_outputs=3)
     writer.flush()
-
-
-def _format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 @dataclasses.dataclass
@@ -188,125 +232,195 @@ class _StopRequest:
                 signal.signal(s, handler)
 
 
-def _all_finite(model: CycleGAN) -> bool:
-    networks = (model.G, model.F, model.D_X, model.D_Y)
-    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for n in networks
-               for v in n.trainable_variables)
-
-
-def train(config: Config, log: Callable[[str], None] = print,
+def train(config: Config, log: Callable[[str], None] | None = None,
           step_callback: Callable[[int], None] | None = None) -> TrainResult:
-    """Trains (or resumes) the run in config.checkpoint_dir up to config.max_steps."""
-    strategy = make_strategy(config.strategy)
-    chief = is_chief(strategy)
-    run_dir = config.checkpoint_dir
-    if not run_dir:
-        raise ConfigError("config.checkpoint_dir is empty: say where the run lives")
-    _make_run_dir(run_dir)
-    lock = run_lock(run_dir) if chief else contextlib.nullcontext()
-    with lock, _StopRequest().installed() as stop:
-        if chief:
-            config.save(run_dir)
-        return _train_locked(config, strategy, chief, run_dir, stop, log, step_callback)
+    """Trains (or resumes) the run in config.checkpoint_dir up to config.max_steps; an empty
+    checkpoint_dir starts a new run in a new folder. log: where messages go (None: stdout, with
+    a progress bar on a terminal)."""
+    return Trainer(config, log, step_callback).run()
 
 
-def _restore(checkpoint: tf.train.Checkpoint, path: str, run_dir: str) -> None:
-    try:
-        checkpoint.restore(path).assert_existing_objects_matched()
-    except (ValueError, AssertionError, tf.errors.OpError) as e:
-        raise TrainingError(
-            f"cannot resume from {path}: it does not fit these settings ({str(e).splitlines()[0]}). "
-            f"The run's settings are in {os.path.join(run_dir, 'config.json')}; use another "
-            "--checkpoint_dir to start a new run.") from None
+class Trainer:
+    """One training run, in named phases: check the data, open the run folder, build the model,
+    restore, save the settings, train, save. A start that fails before the first step leaves no
+    new folder behind; a refused resume leaves the run's config.json as it was."""
 
+    def __init__(self, config: Config, log: Callable[[str], None] | None = None,
+                 step_callback: Callable[[int], None] | None = None):
+        self.config = config
+        self.print = log or print
+        self.log = log  # None: the progress bar or lines go to the terminal
+        self.step_callback = step_callback
+        self.strategy = make_strategy(config.strategy)
+        self.chief = is_chief(self.strategy)
 
-def _train_locked(config, strategy, chief, run_dir, stop, log, step_callback) -> TrainResult:
-    keras.utils.set_random_seed(config.seed)  # the same initial weights for the same --seed
-    with strategy.scope():
-        model = CycleGAN(config)
-    checkpoint = model.checkpoint()
-    # Every worker must take part in saving (it is a collective); only the chief's copy is kept.
-    save_dir = run_dir if chief else os.path.join(run_dir, f".worker{strategy.cluster_resolver.task_id}")
-    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=config.keep_checkpoints)
-    latest = tf.train.latest_checkpoint(run_dir)
-    if latest:
-        _restore(checkpoint, latest, run_dir)
-        log(f"resumed from {latest} at step {int(model.step.numpy())}")
-    start_step = int(model.step.numpy())
+    def run(self) -> TrainResult:
+        self.check_data()
+        made = self.open_run_folder()
+        trained = False
+        try:
+            lock = run_lock(self.run_dir) if self.chief else contextlib.nullcontext()
+            with lock, _StopRequest().installed() as self.stop:
+                self.build_model()
+                self.restore()
+                if self.chief:
+                    self.config.save(self.run_dir)  # after the restore: a refused one changes nothing
+                self.make_datasets()
+                trained = True
+                return self.loop()
+        except BaseException:
+            if made and self.chief and not (trained and self.step > self.start_step):
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing of value in it yet
+            raise
 
-    def dataset(pattern: str, seed: int):
-        return strategy.distribute_datasets_from_function(
-            lambda ctx: make_dataset(pattern, config.image_size, config.batch_size, config.augment,
-                                     seed=seed, load_size=config.load_size, input_context=ctx))
+    # -- phases -------------------------------------------------------------------------------------
 
-    # A resumed run gets a fresh shuffle rather than the first epoch's order again.
-    x_batches = iter(dataset(config.X, config.seed + 2 * start_step))
-    y_batches = iter(dataset(config.Y, config.seed + 2 * start_step + 1))
-    step_fn = model.distributed_step_fn(strategy)
-    writer = tf.summary.create_file_writer(run_dir) if chief else tf.summary.create_noop_writer()
+    def check_data(self) -> None:
+        """Every input readable before a folder is made or a network built."""
+        for name in CycleGAN.inputs:
+            check_tfrecords(resolve_tfrecords(getattr(self.config, name)))
 
-    def save(step: int) -> str | None:
-        if not _all_finite(model):
-            raise TrainingError(f"weights became NaN/Inf by step {step}: nothing saved; the last good "
-                                f"checkpoint {manager.latest_checkpoint} is intact. Lower "
+    def open_run_folder(self) -> bool:
+        """Makes the run folder (a new unique one if none was given); returns whether it is new."""
+        if not self.config.checkpoint_dir:
+            if self.config.strategy == "multi_worker":
+                raise ConfigError("--strategy multi_worker needs --checkpoint_dir: a folder "
+                                  "every worker sees")
+            self.config = self.config.replace(checkpoint_dir=new_run_dir())
+            made = True
+        else:
+            made = _writable_run_dir(self.config.checkpoint_dir)
+        self.run_dir = self.config.checkpoint_dir
+        return made
+
+    def build_model(self) -> None:
+        keras.utils.set_random_seed(self.config.seed)  # the same initial weights for one --seed
+        with self.strategy.scope():
+            self.model = CycleGAN(self.config)
+        self.checkpoint = self.model.checkpoint()
+        # Every worker must take part in saving (it is a collective); only the chief's is kept.
+        self.save_dir = self.run_dir if self.chief else os.path.join(
+            self.run_dir, f".worker{self.strategy.cluster_resolver.task_id}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.save_dir,
+                                                  max_to_keep=self.config.keep_checkpoints)
+
+    def restore(self) -> None:
+        self.latest = tf.train.latest_checkpoint(self.run_dir)
+        if self.latest:
+            try:
+                self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+            except (ValueError, AssertionError, tf.errors.OpError) as e:
+                raise TrainingError(
+                    f"cannot resume from {self.latest}: it does not fit these settings "
+                    f"({str(e).splitlines()[0]}). The run's settings are in "
+                    f"{os.path.join(self.run_dir, 'config.json')}; use another --checkpoint_dir "
+                    "to start a new run.") from None
+            self.print(f"resumed from {self.latest} at step {int(self.model.step.numpy())}")
+        self.start_step = self.step = int(self.model.step.numpy())
+
+    def make_datasets(self) -> None:
+        c, start = self.config, self.start_step
+
+        def batches(pattern: str, seed: int):
+            # A resumed run skips the images it has consumed: it sees the uninterrupted run's data.
+            return iter(self.strategy.distribute_datasets_from_function(
+                lambda ctx: make_dataset(pattern, c.image_size, c.batch_size, c.augment,
+                                         seed=seed, load_size=c.load_size, input_context=ctx,
+                                         skip=start * c.batch_size
+                                         * ctx.num_replicas_in_sync // ctx.num_input_pipelines)))
+
+        self.batches = [batches(getattr(c, name), c.seed + i)
+                        for i, name in enumerate(self.model.inputs)]
+
+    def loop(self) -> TrainResult:
+        c, model = self.config, self.model
+        step_fn = model.distributed_step_fn(self.strategy)
+        writer = (tf.summary.create_file_writer(self.run_dir) if self.chief
+                  else tf.summary.create_noop_writer())
+        self.print(f"training {self.run_dir} from step {self.step} to {c.max_steps} "
+                   f"({self.strategy.num_replicas_in_sync} replica(s), {c.image_size} px, batch "
+                   f"{c.batch_size} per replica); {self.schedule_text()}")
+        progress = Progress(c.max_steps, self.step, every=c.log_every, log=self.log)
+        last_saved, saved_step = self.latest, self.step if self.latest else -1
+        while self.step < c.max_steps and self.stop.signal_name is None:
+            try:
+                outputs = step_fn(*(next(b) for b in self.batches))
+            except tf.errors.DataLossError as e:
+                raise DataError(f"corrupt record while reading "
+                                f"{' or '.join(getattr(c, n) for n in model.inputs)}: "
+                                f"{e.message.strip()}. Rebuild the tfrecords with build_data.py."
+                                ) from None
+            self.step += 1
+            step = self.step
+            if self.step_callback is not None:
+                self.step_callback(step)
+            if any(step % every == 0 for every in (c.log_every, c.summary_every, c.save_every)):
+                progress.update(1, self.progress_text(self.finite_losses(outputs, step)))
+            else:
+                progress.update(1)
+            if step % c.summary_every == 0:
+                write_summaries(writer, step, model, outputs, float(model.learning_rate),
+                                progress.rate, self.strategy)
+            if step % c.save_every == 0:
+                last_saved, saved_step = self.save(step), step
+        if self.step != saved_step:
+            last_saved = self.save(self.step)
+        progress.close()
+        writer.close()
+        stopped_by = self.stop.signal_name or "max_steps"
+        if self.stop.signal_name:
+            self.print(f"{self.stop.signal_name}: saved {last_saved} at step {self.step}; run the "
+                       "same command to resume")
+        elif self.chief:
+            self.print(f"done: step {self.step}, checkpoint {last_saved}")
+        else:
+            self.print(f"done: step {self.step} (the chief writes the checkpoints)")
+        return TrainResult(self.run_dir, self.step, last_saved, stopped_by)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def schedule_text(self) -> str:
+        c = self.config
+        decay_start = c.max_steps - c.decay_steps
+        if c.learning_rate_at(self.step) == 0:
+            return ("lr 0: this run finished its decay, so it trains on without learning; give "
+                    "--learning_rate to decay again from that rate to 0 at --max_steps")
+        return (f"lr {c.learning_rate_at(self.step):.2e} now, "
+                + (f"constant to step {decay_start}, then " if self.step < decay_start else "")
+                + f"linear to 0 at step {c.max_steps}")
+
+    def progress_text(self, losses: dict[str, float]) -> str:
+        shown = " ".join(f"{short} {losses[name]:.3f}"
+                         for short, name in self.model.progress_losses.items())
+        return f"lr {float(self.model.learning_rate):.2e} | {shown}"
+
+    def finite_losses(self, outputs: dict, step: int) -> dict[str, float]:
+        losses = {k: float(v) for k, v in outputs["losses"].items()}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(
+                f"loss became NaN/Inf at step {step} ({', '.join(bad)}); stopped without saving, "
+                f"the last good checkpoint {self.manager.latest_checkpoint} is intact. Lower "
+                "--learning_rate or try --gan_loss lsgan, then rerun to resume from it.")
+        return losses
+
+    def save(self, step: int) -> str | None:
+        weights = [v for network in self.model.networks.values()
+                   for v in network.trainable_variables]
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in weights):
+            raise TrainingError(f"weights became NaN/Inf by step {step}: nothing saved; the last "
+                                f"good checkpoint {self.manager.latest_checkpoint} is intact. Lower "
                                 "--learning_rate, or try --gan_loss lsgan.")
         try:
-            path = manager.save(checkpoint_number=step)
+            path = self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as e:
             reason = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
-            raise TrainingError(f"could not write a checkpoint to {run_dir} at step {step}: "
+            raise TrainingError(f"could not write a checkpoint to {self.run_dir} at step {step}: "
                                 f"{reason.strip()}. The previous checkpoint "
-                                f"{tf.train.latest_checkpoint(run_dir)} is intact; free space or "
-                                "fix permissions and rerun the same command to resume.") from None
-        if not chief:
-            shutil.rmtree(save_dir, ignore_errors=True)
-        return path if chief else None
+                                f"{tf.train.latest_checkpoint(self.run_dir)} is intact; free space "
+                                "or fix permissions and rerun the same command to resume.") from None
+        if not self.chief:
+            shutil.rmtree(self.save_dir, ignore_errors=True)
+        return path if self.chief else None
 
-    log(f"training {run_dir} from step {start_step} to {config.max_steps} "
-        f"({strategy.num_replicas_in_sync} replica(s), {config.image_size} px, batch "
-        f"{config.batch_size} per replica)")
-    step, last_saved, saved_step = start_step, latest, start_step if latest else -1
-    interval_start, interval_step, steps_per_sec = time.perf_counter(), step, 0.0
-    while step < config.max_steps and stop.signal_name is None:
-        try:
-            outputs = step_fn(next(x_batches), next(y_batches))
-        except tf.errors.DataLossError as e:
-            raise DataError(f"corrupt record while reading {config.X} or {config.Y}: "
-                            f"{e.message.strip()}. Rebuild the tfrecords with build_data.py.") from None
-        step += 1
-        if step_callback is not None:
-            step_callback(step)
-        report = step % config.log_every == 0 or step % config.summary_every == 0
-        if report or step % config.save_every == 0:
-            losses = {k: float(v) for k, v in outputs["losses"].items()}
-            if not all(map(math.isfinite, losses.values())):
-                bad = ", ".join(k for k, v in losses.items() if not math.isfinite(v))
-                raise TrainingError(
-                    f"loss became NaN/Inf at step {step} ({bad}); stopped without saving, the last "
-                    f"good checkpoint {manager.latest_checkpoint} is intact. Lower --learning_rate "
-                    "or try --gan_loss lsgan, then rerun to resume from it.")
-        if step % config.log_every == 0:
-            now = time.perf_counter()
-            steps_per_sec = (step - interval_step) / max(now - interval_start, 1e-9)
-            interval_start, interval_step = now, step
-            eta = (config.max_steps - step) / steps_per_sec if steps_per_sec else float("inf")
-            log(f"step {step}/{config.max_steps} | {steps_per_sec:.2f} steps/s | ETA "
-                f"{_format_duration(eta)} | lr {float(model.learning_rate):.2e} | "
-                f"G {losses['G/total']:.3f} F {losses['F/total']:.3f} "
-                f"D_X {losses['D_X/loss']:.3f} D_Y {losses['D_Y/loss']:.3f}")
-        if step % config.summary_every == 0:
-            write_summaries(writer, step, outputs, float(model.learning_rate), steps_per_sec,
-                            strategy)
-        if step % config.save_every == 0:
-            last_saved, saved_step = save(step), step
-    if step != saved_step:
-        last_saved = save(step)
-    writer.close()
-    stopped_by = stop.signal_name or "max_steps"
-    if stop.signal_name:
-        log(f"{stop.signal_name}: saved {last_saved} at step {step}; run the same command to resume")
-    elif chief:
-        log(f"done: step {step}, checkpoint {last_saved}")
-    else:
-        log(f"done: step {step} (the chief writes the checkpoints)")
-    return TrainResult(run_dir, step, last_saved, stopped_by)
+

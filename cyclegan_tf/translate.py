@@ -11,9 +11,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cyclegan_tf.data import IMAGE_EXTENSIONS, BadImage, DataError, read_image
-from cyclegan_tf.export import (DEFAULT_MAX_PIXELS, METADATA_FILE, ExportError, Translator,
-                                load_generator)
+from cyclegan_tf import files
+from cyclegan_tf.data import (IMAGE_EXTENSIONS, MAX_TRANSLATE_PIXELS, BadImage, DataError,
+                              read_image)
+from cyclegan_tf.errors import OutputError
+from cyclegan_tf.export import (METADATA_FILE, ExportError, Translator, load_generator,
+                                processed_size)
+from cyclegan_tf.progress import Progress
 
 ImageLike = Union[np.ndarray, Image.Image]
 
@@ -57,22 +61,13 @@ def _max_pixels(saved_model_dir: str) -> int:
         with open(os.path.join(saved_model_dir, METADATA_FILE), encoding="utf-8") as f:
             return int(json.load(f)["max_pixels"])
     except (OSError, ValueError, KeyError):
-        return DEFAULT_MAX_PIXELS
+        return MAX_TRANSLATE_PIXELS
 
 
 @dataclasses.dataclass
 class TranslateReport:
     written: list[str] = dataclasses.field(default_factory=list)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-
-
-def _save(image: Image.Image, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".jpg", ".jpeg"):
-        image.save(path, quality=95)
-    else:
-        image.save(path)
 
 
 def translate_file(translator: ImageTranslator, input_file: str, output_file: str,
@@ -82,39 +77,68 @@ def translate_file(translator: ImageTranslator, input_file: str, output_file: st
     image, _ = read_image(input_file, max_pixels=translator.max_pixels, min_side=1)
     if image_size:
         image = image.resize((image_size, image_size), Image.BICUBIC)
-    _save(translator(image), output_file)
+    height, width = processed_size(image.height, image.width)  # the translator's own rule
+    if height * width > translator.max_pixels:
+        raise BadImage(f"too large: {image.width}x{image.height} px runs the network at "
+                       f"{width}x{height} (small images are upscaled), over "
+                       f"max_pixels={translator.max_pixels}")
+    files.save_image(translator(image), output_file)
+
+
+def plan_translations(input_path: str, output_path: str) -> list[tuple[str, str]]:
+    """(source, target) pairs: a file to a file (or into an existing folder), or every image of
+    a folder into a folder of the same names. Checked before any work (files.check_outputs): an
+    existing target must be an earlier translation of ours, never an input or a user's file."""
+    if os.path.isfile(input_path):
+        target = output_path
+        if os.path.isdir(output_path):
+            target = os.path.join(output_path, os.path.basename(input_path))
+        pairs = [(input_path, target)]
+    elif os.path.isdir(input_path):
+        if os.path.isfile(output_path):
+            raise DataError(f"input {input_path} is a folder, so --output must be a folder, "
+                            f"but {output_path} is a file")
+        names = sorted(n for n in os.listdir(input_path)
+                       if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+        if not names:
+            raise DataError(f"no image files in {input_path}")
+        pairs = [(os.path.join(input_path, n), os.path.join(output_path, n)) for n in names]
+    else:
+        raise DataError(f"input {input_path} does not exist")
+    if os.path.realpath(input_path) == os.path.realpath(output_path):
+        raise OutputError(f"--output {output_path} is the input: the translations would overwrite "
+                          "your originals. Give another --output")
+    for _, target in pairs:
+        if os.path.splitext(target)[1].lower() not in IMAGE_EXTENSIONS:
+            raise OutputError(f"cannot write {target}: unknown image type; end the name with one "
+                              f"of {', '.join(IMAGE_EXTENSIONS)}")
+    files.check_outputs([files.Output(target, "image") for _, target in pairs],
+                        inputs=[input_path, *(source for source, _ in pairs)])
+    return pairs
 
 
 def translate_path(translator: ImageTranslator, input_path: str, output_path: str,
                    image_size: int | None = None,
                    log: Callable[[str], None] = print) -> TranslateReport:
     """A file to a file, or every image of a folder into a folder (bad files skipped, listed)."""
+    pairs = plan_translations(input_path, output_path)
     report = TranslateReport()
     if os.path.isfile(input_path):
-        if os.path.isdir(output_path):
-            output_path = os.path.join(output_path, os.path.basename(input_path))
         try:
-            translate_file(translator, input_path, output_path, image_size)
+            translate_file(translator, *pairs[0], image_size)
         except BadImage as e:
             raise DataError(f"cannot translate {input_path}: {e}") from None
-        report.written.append(output_path)
+        report.written.append(pairs[0][1])
         return report
-    if not os.path.isdir(input_path):
-        raise DataError(f"input {input_path} does not exist")
-    if os.path.isfile(output_path):
-        raise DataError(f"input {input_path} is a folder, so --output must be a folder, "
-                        f"but {output_path} is a file")
-    names = sorted(n for n in os.listdir(input_path)
-                   if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
-    if not names:
-        raise DataError(f"no image files in {input_path}")
-    for name in names:
-        source, target = os.path.join(input_path, name), os.path.join(output_path, name)
+    progress = Progress(len(pairs), unit="image", every=100)
+    for source, target in pairs:
         try:
             translate_file(translator, source, target, image_size)
             report.written.append(target)
         except (BadImage, tf.errors.InvalidArgumentError) as e:
             report.skipped.append((source, getattr(e, "message", str(e)).strip()))
+        progress.update()
+    progress.close()
     log(f"{len(report.written)} images translated into {output_path}; {len(report.skipped)} skipped")
     for path, reason in report.skipped:
         log(f"  skipped {path}: {reason}")

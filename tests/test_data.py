@@ -166,6 +166,18 @@ def test_augmentation_differs_between_epochs(demo_data):
                            np.sort(second.reshape(60, -1).sum(1)))
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_skip_continues_the_stream_where_it_was(demo_data, cache):
+    """A resumed run's dataset (skip = images consumed) yields what the uninterrupted one would
+    have yielded next: order, crops and flips, across an epoch boundary (60 images)."""
+    def batches(skip: int, count: int) -> list[np.ndarray]:
+        dataset = data.make_dataset(demo_data["X"], image_size=32, batch_size=4, seed=5,
+                                    cache=cache, skip=skip)
+        return [b.numpy() for b in dataset.take(count)]
+    whole = batches(0, 20)
+    np.testing.assert_array_equal(np.stack(batches(56, 4)), np.stack(whole[14:18]))
+
+
 def test_load_size_equal_to_image_size_only_flips(demo_data):
     """Aligned data (faces) keeps its alignment: no random crop, just mirror images."""
     def views(**kwargs):

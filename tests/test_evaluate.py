@@ -226,6 +226,23 @@ def test_evaluate_with_stand_ins(tmp_path):
         assert grid_y.size == (3 * 32, 4 * 32)
 
 
+def test_kid_spread_is_reported_only_when_subsets_can_differ(tmp_path):
+    xs, ys = demo_images("X", 6), demo_images("Y", 5, seed=1)
+    # 5 and 6 images, subsets of 1000: every subset is the whole set, every value the same.
+    few = ev.evaluate(identity, identity, xs, ys, str(tmp_path / "few"), features=tiny_features,
+                      n_kid_subsets=10, log=lambda _: None)
+    assert few["kid_XtoY_std"] is None and few["kid_X_Y_std"] is None
+    assert "with 6 X and 5 Y images a subset is a whole set" in few["kid_std_note"]
+    saved = json.loads((tmp_path / "few" / "metrics.json").read_text())
+    assert saved["kid_YtoX_std"] is None and saved["kid_std_note"] == few["kid_std_note"]
+    # Subsets of 3: they differ, and so do their KIDs.
+    spread = ev.evaluate(identity, identity, xs, ys, str(tmp_path / "spread"),
+                         features=tiny_features, n_kid_subsets=10, kid_subset_size=3,
+                         log=lambda _: None)
+    assert "kid_std_note" not in spread
+    assert spread["kid_X_Y_std"] > 0 and spread["kid_XtoY_std"] > 0
+
+
 def test_evaluate_colour_swap_cycles_but_is_no_identity(tmp_path):
     xs, ys = demo_images("X", 3), np.stack([a for _, a in demo_images("Y", 3, seed=1)])
     metrics = ev.evaluate(swap_red_blue, swap_red_blue, xs, ys, str(tmp_path),

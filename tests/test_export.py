@@ -134,3 +134,72 @@ def test_evaluate_cli_on_a_trained_run(trained_run, demo_data, tmp_path):
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["num_X"] == 8 and 0 < metrics["cycle_l1_X"] < 0.5
     assert (tmp_path / "eval" / "grid_X.png").exists() and len(os.listdir(tmp_path / "eval" / "XtoY")) == 8
+
+
+# -- the pixel budget: the size the network runs at, not the input's -----------------------------
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    from cyclegan_tf.models import ResnetGenerator
+    generator = ResnetGenerator(ngf=4, n_blocks=1)
+    generator(tf.zeros([1, 16, 16, 3]))
+    return generator
+
+
+def test_serving_refuses_a_thin_png_by_the_size_it_would_be_upscaled_to(tiny_generator):
+    """1 x 16,777,216 is exactly the default budget, but the network would run it at
+    16 x 268,435,456: refused from the header, before decoding anything."""
+    import resource
+    import time
+    from cyclegan_tf.export import Translator
+    translator = Translator(tiny_generator)  # its tf.functions hold it weakly
+    serve = translator.translate_bytes
+    serve(tf.constant([_encode(Image.new("RGB", (20, 18)), "PNG")]))  # traced outside the timing
+    for width, height in ((1, 16_777_216), (16_777_216, 1)):
+        peak_before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+        with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
+            serve(tf.constant([_png_header_only(width, height)]))
+        assert time.perf_counter() - start < 5
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+        assert grown_mb < 200  # the decoded image alone would be 50 MB, its upscale 12.9 GB
+
+
+@pytest.mark.parametrize("dtype", [tf.uint8, tf.float32])
+def test_tensor_signatures_refuse_before_allocating_the_upscaled_image(tiny_generator, dtype):
+    import resource
+    from cyclegan_tf.export import Translator
+    translator = Translator(tiny_generator, max_pixels=1_000_000)
+    translate = (translator.translate_uint8 if dtype == tf.uint8 else translator.translate_float)
+    images = tf.zeros([1, 1, 300_000, 3], dtype)  # 0.3 Mpx in, 16 x 4.8 M = 77 Mpx in the network
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
+        translate(images=images)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024 < 300
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty image"):
+        translate(images=tf.zeros([1, 0, 5, 3], dtype))
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (5, 37), (18, 30)])
+def test_max_pixels_is_exactly_the_processed_size(tiny_generator, height, width):
+    from cyclegan_tf.export import Translator, processed_size
+    net_height, net_width = processed_size(height, width)
+    assert net_height % 4 == net_width % 4 == 0 and min(net_height, net_width) >= 16
+    images = tf.zeros([1, height, width, 3], tf.uint8)
+    fits = Translator(tiny_generator, max_pixels=net_height * net_width)
+    assert fits.translate_uint8(images=images)["images"].shape == (1, height, width, 3)
+    over = Translator(tiny_generator, max_pixels=net_height * net_width - 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
+        over.translate_uint8(images=images)
+
+
+def test_translate_file_applies_the_same_rule(tiny_generator, tmp_path):
+    from cyclegan_tf.data import BadImage
+    from cyclegan_tf.export import Translator
+    from cyclegan_tf.translate import ImageTranslator, translate_file
+    Image.new("RGB", (3000, 2)).save(tmp_path / "thin.png")  # 6000 px in, 24000 x 16 run
+    translator = Translator(tiny_generator, max_pixels=100_000)
+    images = ImageTranslator(translator.translate_uint8, translator.max_pixels, translator)
+    with pytest.raises(BadImage, match="too large: 3000x2 px runs the network at 24000x16"):
+        translate_file(images, str(tmp_path / "thin.png"), str(tmp_path / "out.png"))
+    translate_file(images, str(tmp_path / "thin.png"), str(tmp_path / "out.png"), image_size=64)
+    assert Image.open(tmp_path / "out.png").size == (64, 64)

@@ -98,6 +98,41 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
     assert float(steep[0]) > 1000  # (10 * sqrt(12) - 1)^2
 
 
+def test_gradient_penalty_of_a_linear_critic_is_known_whatever_epsilon():
+    """D(x) = sum(w * x) has gradient w at every point: the penalty is (||w||_2 - 1)^2 for each
+    sample. A norm over the whole batch would give (sqrt(batch) ||w|| - 1)^2 instead."""
+    w = tf.constant(np.random.default_rng(0).normal(size=(1, 2, 3, 3)), tf.float32)
+    critic = lambda x, training=False: tf.reduce_sum(w * x, axis=[1, 2, 3])  # noqa: E731
+    rng = np.random.default_rng(1)
+    real, fake = (tf.constant(rng.normal(size=(4, 2, 3, 3)), tf.float32) for _ in range(2))
+    penalty = losses.gradient_penalty(critic, real, fake).numpy()
+    expected = (np.linalg.norm(w.numpy()) - 1.0) ** 2
+    assert penalty.shape == (4,)
+    np.testing.assert_allclose(penalty, [expected] * 4, rtol=1e-5)
+    gp_weight = 10.0  # as the training step weights it
+    np.testing.assert_allclose(gp_weight * penalty.mean(), gp_weight * expected, rtol=1e-5)
+
+
+def test_gradient_penalty_mixes_each_sample_with_one_epsilon():
+    """A critic whose gradient norm is exactly 1 on the segment between real and fake, and only
+    there: D(x) = -(2 / pi) sum(cos(pi x / 2)) / sqrt(3), real = (pixel 0, pixel 1) = (0, 1),
+    fake = (1, 0). At x = real + e (fake - real) = (e, 1 - e) the gradient is
+    sin(pi x / 2) / sqrt(3), of squared norm sin(pi e / 2)^2 + cos(pi e / 2)^2 = 1: the penalty is
+    0 for any e drawn per sample. An e drawn per pixel (or per value) leaves the segment, where
+    sin(pi a / 2)^2 + cos(pi b / 2)^2 != 1 for a != b."""
+    critic = lambda x, training=False: -2 / np.pi * tf.reduce_sum(  # noqa: E731
+        tf.cos(np.pi * x / 2), axis=[1, 2, 3]) / np.sqrt(3.0)
+    batch = 16
+    real = tf.concat([tf.zeros([batch, 1, 1, 3]), tf.ones([batch, 1, 1, 3])], axis=2)
+    fake = 1.0 - real
+    tf.random.set_seed(3)
+    penalty = losses.gradient_penalty(critic, real, fake).numpy()
+    np.testing.assert_allclose(penalty, np.zeros(batch), atol=1e-8)
+    # The same critic does tell mixes apart: off the segment its gradient norm is not 1.
+    off_segment = tf.concat([tf.fill([1, 1, 1, 3], 0.3), tf.fill([1, 1, 1, 3], 0.9)], axis=2)
+    assert float(losses.gradient_penalty(critic, off_segment, off_segment)[0]) > 1e-3
+
+
 def test_pool_fills_then_swaps_half_the_time_and_is_checkpointed(tmp_path):
     pool = ImagePool(4, (2, 2, 3))
     query = tf.function(pool.__call__)
@@ -115,7 +150,7 @@ def test_pool_fills_then_swaps_half_the_time_and_is_checkpointed(tmp_path):
     restored = ImagePool(4, (2, 2, 3))
     tf.train.Checkpoint(pool=restored).restore(path).assert_consumed()
     np.testing.assert_array_equal(restored.images.numpy(), pool.images.numpy())
-    assert int(restored.count.read_value()) == 4
+    assert int(restored.count.read_value()) == 4 + 200  # every image queried: the random stream
 
 
 def test_pool_size_zero_passes_images_through():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,8 @@ import tensorflow as tf
 from cyclegan_tf.config import Config, ConfigError
 from cyclegan_tf.cyclegan import CycleGAN
 from cyclegan_tf.demo import blue_minus_red
-from cyclegan_tf.training import TrainingError, prepare_config, run_lock, train
+from cyclegan_tf.training import (TrainingError, prepare_config, resolve_run_dir, run_lock,
+                                  train)
 from tests.conftest import REPO, TRAINED_STEPS, run_script, tiny_config
 
 
@@ -73,7 +75,7 @@ def test_resume_restores_step_lr_optimizer_and_pool(copy_run):
     assert keys, "optimizer slots are in the checkpoint"
     slots = {v.path: v.numpy() for v in model.D_Y_optimizer.variables}
     assert any(np.abs(s).sum() > 0 for s in slots.values())
-    assert int(model.pool_y.count.read_value()) == config.pool_size
+    assert int(model.pool_y.count.read_value()) == TRAINED_STEPS * config.batch_size  # images seen
     assert np.abs(model.pool_y.images.numpy()).sum() > 0
 
     # Training on: resumes from the step it stopped at, extended by an explicit --max_steps.
@@ -84,6 +86,38 @@ def test_resume_restores_step_lr_optimizer_and_pool(copy_run):
     result = train(resumed, log=messages.append)
     assert f"resumed from {run_dir}/ckpt-{TRAINED_STEPS} at step {TRAINED_STEPS}" in messages[0]
     assert result.step == TRAINED_STEPS + 10 and result.checkpoint.endswith(f"ckpt-{TRAINED_STEPS + 10}")
+
+
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(demo_data, tmp_path):
+    """0 -> 6 in one go against 0 -> 3, SIGTERM, then 3 -> 6 in a new model restored from the
+    checkpoint: the same data order, crops, pool choices, learning rate and Adam state, so the
+    same losses at every step and the same final weights, slots and pools."""
+    def run(name: str, stop_at: int | None) -> str:
+        run_dir = str(tmp_path / name)
+        config = tiny_config(X=demo_data["X"], Y=demo_data["Y"], checkpoint_dir=run_dir,
+                             max_steps=6, pool_size=2, save_every=100, summary_every=1)
+
+        def interrupt(step: int) -> None:
+            if step == stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would: save and exit
+        result = train(config, log=lambda *_: None, step_callback=interrupt)
+        if stop_at is not None:
+            assert (result.stopped_by, result.step) == ("SIGTERM", stop_at)
+            assert train(prepare_config(config), log=lambda *_: None).step == 6
+        return run_dir
+
+    whole, resumed = run("whole", None), run("resumed", 3)
+    for tag in ("G/total", "F/total", "D_X/loss", "D_Y/loss"):
+        np.testing.assert_allclose(_scalars(resumed, "loss/" + tag), _scalars(whole, "loss/" + tag),
+                                   rtol=1e-5, err_msg=tag)
+    expected = tf.train.load_checkpoint(tf.train.latest_checkpoint(whole))
+    actual = tf.train.load_checkpoint(tf.train.latest_checkpoint(resumed))
+    names = [n for n in expected.get_variable_to_shape_map()
+             if "VARIABLE_VALUE" in n and not n.startswith("save_counter")]  # saves made: 1 vs 2
+    assert len(names) > 50 and any(n.startswith("pool_y/") for n in names)
+    for name in names:
+        np.testing.assert_allclose(actual.get_tensor(name), expected.get_tensor(name),
+                                   rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def test_resume_with_other_architecture_names_the_mismatch(copy_run):
@@ -108,24 +142,75 @@ def test_runs_saved_before_input_skip_existed_resume_as_the_papers_network(copy_
     assert prepare_config(tiny_config(checkpoint_dir=run_dir)).input_skip is False
 
 
-def test_checkpoint_without_config_that_does_not_fit_fails_clearly(copy_run):
+def test_checkpoint_without_config_that_does_not_fit_fails_clearly(copy_run, demo_data):
     run_dir = copy_run()
     os.remove(os.path.join(run_dir, "config.json"))
     with pytest.raises(TrainingError, match="cannot resume from .*ckpt-"):
-        train(tiny_config(checkpoint_dir=run_dir, ngf=4, X="unused", Y="unused"), log=print)
+        train(tiny_config(checkpoint_dir=run_dir, ngf=4, X=demo_data["X"], Y=demo_data["Y"]),
+              log=print)
+    assert not os.path.exists(os.path.join(run_dir, "config.json"))  # nothing written
 
 
-def test_second_trainer_on_the_same_folder_is_refused(tmp_path):
+def test_a_refused_resume_leaves_the_stored_settings_unchanged(copy_run, demo_data):
+    run_dir = copy_run()
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    with open(path, "w") as f:  # as if saved by a version without input_skip: restore must fail
+        json.dump({**saved, "ngf": 4}, f)
+    before = open(path).read()
+    with pytest.raises(TrainingError, match="cannot resume"):
+        train(prepare_config(tiny_config(checkpoint_dir=run_dir, max_steps=500,
+                                         X=demo_data["X"], Y=demo_data["Y"]),
+                             explicit={"max_steps"}), log=lambda _: None)
+    assert open(path).read() == before
+
+
+def test_a_failed_start_leaves_no_folder_behind(tmp_path, demo_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = run_script("train.py", "--X=wrong.tfrecords", f"--Y={demo_data['Y']}", cwd=tmp_path)
+    assert missing.returncode == 2 and "wrong.tfrecords not found" in missing.stderr
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+    # A start that fails after the folder is made (here: building the model) removes it.
+    def broken(config):
+        raise MemoryError("no memory for the model")
+    monkeypatch.setattr("cyclegan_tf.training.CycleGAN.__init__", lambda self, config: broken(config))
+    with pytest.raises(MemoryError):
+        train(tiny_config(X=demo_data["X"], Y=demo_data["Y"], checkpoint_dir=str(tmp_path / "r")),
+              log=lambda _: None)
+    assert not (tmp_path / "r").exists()
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    from cyclegan_tf.training import new_run_dir
+    monkeypatch.chdir(tmp_path)
+    folders = {new_run_dir() for _ in range(3)}
+    assert len(folders) == 3 and all(os.path.isdir(f) for f in folders)
+    assert resolve_run_dir() == ""  # no folder named by the minute, to be resumed by accident
+
+
+def test_resuming_on_other_data_is_refused_unless_asked(copy_run, demo_data, tmp_path):
+    run_dir = copy_run()
+    other = str(tmp_path / "other.tfrecords")
+    shutil.copy(demo_data["X"], other)
+    requested = tiny_config(checkpoint_dir=run_dir, X=other, Y=demo_data["Y"])
+    with pytest.raises(ConfigError, match=r"trained on other data: --X .*other.tfrecords.*--new_data"):
+        prepare_config(requested, explicit={"X"})
+    assert prepare_config(requested, explicit={"X"}, new_data=True).X == other
+    assert prepare_config(requested, explicit={"Y"}).X == demo_data["X"]  # same Y: fine
+
+
+def test_second_trainer_on_the_same_folder_is_refused(tmp_path, demo_data):
     with run_lock(str(tmp_path)):
         with pytest.raises(TrainingError, match=f"another trainer \\(pid {os.getpid()}\\) is using"):
-            train(tiny_config(checkpoint_dir=str(tmp_path), X="x", Y="y"))
+            train(tiny_config(checkpoint_dir=str(tmp_path), X=demo_data["X"], Y=demo_data["Y"]))
 
 
-def test_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
+def test_unwritable_checkpoint_folder_is_a_clear_error(tmp_path, demo_data):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(TrainingError, match="cannot write to checkpoint folder"):
-        train(tiny_config(checkpoint_dir=str(blocker / "run"), X="x", Y="y"))
+        train(tiny_config(checkpoint_dir=str(blocker / "run"), X=demo_data["X"], Y=demo_data["Y"]))
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(copy_run, demo_data):
@@ -251,7 +336,7 @@ def test_tfrecords_corrupt_mid_file_stops_training_with_the_path(copy_run, demo_
     open(truncated, "wb").write(data[:len(data) * 2 // 3])  # the first records stay readable
     config = prepare_config(tiny_config(checkpoint_dir=run_dir, X=truncated,
                                         max_steps=TRAINED_STEPS + 200),
-                            explicit={"X", "max_steps"})
+                            explicit={"X", "max_steps"}, new_data=True)
     from cyclegan_tf.data import DataError
     with pytest.raises(DataError, match="corrupt record while reading .*truncated X.tfrecords"):
         train(config, log=lambda *_: None)
