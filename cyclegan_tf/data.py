@@ -224,6 +224,16 @@ class _AtomicShardWriters:
             if os.path.exists(tmp):
                 os.remove(tmp)
 
+    def __enter__(self) -> "_AtomicShardWriters":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        """Commits a block that ends normally; any exception (or Ctrl+C) aborts it."""
+        if error_type is None:
+            self.commit()
+        else:
+            self.abort()
+
 
 def list_image_files(input_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
     """Image files in input_dir (sorted) and the other entries with why they are not used."""
@@ -262,9 +272,8 @@ def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = N
     random.Random(seed).shuffle(images)
     report = BuildReport(shard_paths(output_file, num_shards), skipped=list(others))
     report.replaced = prepare_outputs(report.output_files, inputs=[input_dir])
-    writers = _AtomicShardWriters(report.output_files)
     progress = Progress(len(images), unit="image", every=1000, log=log)
-    try:
+    with _AtomicShardWriters(report.output_files) as writers:
         for path in images:
             try:
                 encoded, height, width = encode_file_for_record(path, image_size, max_pixels)
@@ -277,10 +286,6 @@ def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = N
         if writers.count == 0:
             raise DataError(f"none of the {len(images)} image files in {input_dir} could be used:\n"
                             + "\n".join(f"  {p}: {r}" for p, r in report.skipped))
-        writers.commit()
-    except BaseException:
-        writers.abort()
-        raise
     report.written = writers.count
     return report
 
@@ -300,8 +305,7 @@ def build_tfrecords_from_tfds(name: str, split: str, output_file: str, data_dir:
         raise DataError(_tfds_failure(name, split, data_dir, e)) from None
     report = BuildReport(shard_paths(output_file, num_shards))
     report.replaced = prepare_outputs(report.output_files)
-    writers = _AtomicShardWriters(report.output_files)
-    try:
+    with _AtomicShardWriters(report.output_files) as writers:
         for i, example in enumerate(tfds.as_numpy(dataset)):
             image = Image.fromarray(np.asarray(example["image"]).astype(np.uint8)).convert("RGB")
             if image_size is not None:
@@ -313,10 +317,6 @@ def build_tfrecords_from_tfds(name: str, split: str, output_file: str, data_dir:
                                        image.height, image.width))
         if writers.count == 0:
             raise DataError(f"TFDS dataset {name!r} split {split!r} is empty")
-        writers.commit()
-    except BaseException:
-        writers.abort()
-        raise
     report.written = writers.count
     return report
 

@@ -75,6 +75,15 @@ def blue_minus_red(images: np.ndarray) -> float:
     return float(np.mean(images[..., 2] - images[..., 0]))
 
 
+def shape_agreement(inputs: np.ndarray, outputs: np.ndarray) -> float:
+    """How well translations keep the shapes: the mean, over image pairs, of the correlation
+    between their edge maps (brightness gradients). 1: the same edges; about 0: unrelated."""
+    def edges(image: np.ndarray) -> np.ndarray:
+        gray = np.asarray(image, np.float32).mean(axis=-1)
+        return (np.abs(np.diff(gray, axis=1))[:-1] + np.abs(np.diff(gray, axis=0))[:, :-1]).ravel()
+    return float(np.mean([np.corrcoef(edges(a), edges(b))[0, 1] for a, b in zip(inputs, outputs)]))
+
+
 def sheet_from_folders(folders: Sequence[str], out: str, limit: int = 4, cell: int = 256,
                        labels: Sequence[str] = ()) -> str:
     """Same-named images from each folder as the columns of one PNG (inputs, translations...),

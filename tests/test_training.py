@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from cyclegan_tf.config import Config, ConfigError
 from cyclegan_tf.cyclegan import CycleGAN
-from cyclegan_tf.demo import blue_minus_red
+from cyclegan_tf.demo import blue_minus_red, shape_agreement
 from cyclegan_tf.training import (TrainingError, prepare_config, resolve_run_dir, run_lock,
                                   train)
 from tests.conftest import REPO, TRAINED_STEPS, run_script, tiny_config
@@ -57,6 +57,9 @@ def test_short_run_losses_fall_and_G_moves_x_toward_Y(trained_run, demo_data):
     # The demo's X is warm (B - R < 0), Y cool (> 0): G(x) must cross most of the way.
     assert before < -0.4 and target > 0.4
     assert after - before > 0.6 * (target - before), (before, after, target)
+    # ...keeping the shapes where they are (edges of x and G(x) agree; x and y are unrelated).
+    kept, unrelated = shape_agreement(x, G(x)), shape_agreement(x, y)
+    assert kept > 0.15 and abs(unrelated) < 0.05, (kept, unrelated)
 
 
 def test_resume_restores_step_lr_optimizer_and_pool(copy_run):
