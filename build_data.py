@@ -4,6 +4,8 @@
       --X_output_file data/tfrecords/apple.tfrecords --Y_output_file data/tfrecords/orange.tfrecords
   python build_data.py --tfds cycle_gan/horse2zebra --X_output_file data/tfrecords/horse.tfrecords \
       --Y_output_file data/tfrecords/zebra.tfrecords
+  python build_data.py --X_input_dir faces/ --X_output_file data/tfrecords/faces.tfrecords
+Given X flags and no Y flag, only X is written (one domain: train.py --model dcgan / wgangp).
 """
 from absl import flags
 
@@ -27,13 +29,21 @@ flags.DEFINE_string("data_dir", None, "TFDS data folder (default ~/tensorflow_da
 FLAGS = flags.FLAGS
 
 
+def domains() -> list[str]:
+    """X and Y, as the classic script; only X when X flags are given and no Y flag is."""
+    given = lambda domain: any(FLAGS[f"{domain}_{name}"].present  # noqa: E731
+                               for name in ("input_dir", "output_file"))
+    return ["X", "Y"] if given("Y") or not given("X") else ["X"]
+
+
 def main(argv):
     size = FLAGS.image_size or None
-    inputs = [] if FLAGS.tfds else [FLAGS.X_input_dir, FLAGS.Y_input_dir]
-    outputs = [path for output in (FLAGS.X_output_file, FLAGS.Y_output_file)
-               for path in data.shard_paths(output, FLAGS.num_shards)]
-    data.prepare_outputs(outputs, inputs)  # refused before any work, both domains at once
-    for domain in ("X", "Y"):
+    written = domains()
+    inputs = [] if FLAGS.tfds else [FLAGS[f"{d}_input_dir"].value for d in written]
+    outputs = [path for d in written
+               for path in data.shard_paths(FLAGS[f"{d}_output_file"].value, FLAGS.num_shards)]
+    data.prepare_outputs(outputs, inputs)  # refused before any work, every domain at once
+    for domain in written:
         output = FLAGS[f"{domain}_output_file"].value
         if FLAGS.tfds:
             report = data.build_tfrecords_from_tfds(

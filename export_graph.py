@@ -2,18 +2,21 @@
 
   python export_graph.py --checkpoint_dir checkpoints/20170424-1152 \
       --XtoY_model apple2orange.pb --YtoX_model orange2apple.pb
+  python export_graph.py --checkpoint_dir checkpoints/faces --generator_model faces  # dcgan/wgangp
 Bare names are written under pretrained/, as the classic script did; paths are used as given.
 """
 import os
 
 from absl import flags
 
-from cyclegan_tf import cli, data, export, portable
-from cyclegan_tf.config import Config
+from cyclegan_tf import cli, data, export, portable, sampling
+from cyclegan_tf.config import GENERATOR_MODELS, Config
 
 flags.DEFINE_string("checkpoint_dir", "", "the run folder train.py wrote (checkpoints/...)")
 flags.DEFINE_string("XtoY_model", "apple2orange.pb", "SavedModel folder for G: X -> Y")
 flags.DEFINE_string("YtoX_model", "orange2apple.pb", "SavedModel folder for F: Y -> X")
+flags.DEFINE_string("generator_model", "", "a dcgan / wgangp run: its SavedModel folder (noise "
+                    "-> images, made with the run's moving-average generator)")
 flags.DEFINE_integer("max_pixels", data.MAX_TRANSLATE_PIXELS, "larger inputs are refused")
 flags.DEFINE_string("formats", "saved_model", "comma-separated: saved_model,onnx,tflite; onnx and "
                     "tflite add model.onnx / model.tflite inside each SavedModel folder "
@@ -27,7 +30,11 @@ FLAGS = flags.FLAGS
 
 
 def _output_path(name: str) -> str:
-    return name if os.path.dirname(name) else os.path.join("pretrained", name)
+    """A bare name (no folder, trailing slash or not) goes under pretrained/, as it always did."""
+    bare = name.rstrip(os.sep)
+    if not bare:
+        raise export.ExportError(f"empty or root model path {name!r}: give a name, e.g. day2night")
+    return bare if os.path.dirname(bare) else os.path.join("pretrained", bare)
 
 
 def main(argv):
@@ -35,6 +42,12 @@ def main(argv):
     if not FLAGS.checkpoint_dir:
         raise export.ExportError("--checkpoint_dir is required: the run folder train.py wrote")
     config = Config.load(FLAGS.checkpoint_dir)
+    if config.model in GENERATOR_MODELS:
+        return _export_generator(config)
+    if FLAGS.generator_model:
+        raise export.ExportError(f"--generator_model is for dcgan / wgangp runs; "
+                                 f"{FLAGS.checkpoint_dir} is a {config.model} run: give "
+                                 "--XtoY_model and --YtoX_model")
     for name in ("image_size", "ngf", "norm"):
         given = FLAGS[name].value
         if given is not None and given != getattr(config, name):
@@ -47,6 +60,19 @@ def main(argv):
         for name in formats:
             if name in portable.FILE_NAMES:
                 print(f"exported {os.path.join(path, portable.FILE_NAMES[name])}")
+
+
+def _export_generator(config: Config) -> None:
+    """One SavedModel for a DCGAN / WGAN-GP run (sampling.py lists its signatures)."""
+    given = [f"--{name}" for name in ("XtoY_model", "YtoX_model", "formats", "image_size", "ngf",
+                                      "norm") if FLAGS[name].present]
+    if given:
+        raise export.ExportError(f"{' '.join(given)}: not for a {config.model} run, which exports "
+                                 "one SavedModel: give --generator_model NAME only")
+    if not FLAGS.generator_model:
+        raise export.ExportError(f"{FLAGS.checkpoint_dir} is a {config.model} run: give "
+                                 "--generator_model NAME (its SavedModel, under pretrained/)")
+    sampling.export_generator_run(FLAGS.checkpoint_dir, _output_path(FLAGS.generator_model))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,16 @@
   python inference.py --model pretrained/apple2orange.pb --input apple.jpg --output orange.jpg
 By default the output keeps the input's size and aspect; --image_size N gives the classic
 behaviour (resize to an N x N square first).
+
+A generator (export_graph.py --generator_model) makes new images instead:
+  python inference.py --model pretrained/faces --num 64 --seed 0 --output faces.png  # a grid
+  python inference.py --model pretrained/faces --num 64 --output faces/       # 64 PNG files
+  python inference.py --model pretrained/faces --interpolate 8 --output walk.gif
 """
 from absl import flags
 
 from cyclegan_tf import cli
+from cyclegan_tf.errors import ConfigError
 from cyclegan_tf.translate import ImageTranslator, plan_translations, translate_path
 
 flags.DEFINE_string("model", "pretrained/apple2orange.pb",
@@ -15,10 +21,59 @@ flags.DEFINE_string("direction", "XtoY", "with a run folder as --model: XtoY (G)
 flags.DEFINE_string("input", "input_sample.jpg", "image file, or a folder of images")
 flags.DEFINE_string("output", "output_sample.jpg", "image file, or a folder for a folder input")
 flags.DEFINE_integer("image_size", 0, "if > 0, resize to this square first (classic behaviour)")
+flags.DEFINE_integer("num", 0, "generator: write this many new images (a grid, or a folder of "
+                     "PNGs for --output DIR/)")
+flags.DEFINE_integer("interpolate", 0, "generator: an animated GIF walking smoothly through this "
+                     "many random images, and back to the first")
+flags.DEFINE_integer("frames", 16, "generator, --interpolate: frames from one image to the next")
+flags.DEFINE_integer("seed", 0, "generator: the same seed gives the same images")
+flags.DEFINE_float("truncation", 1.0, "generator: noise scaled by this (< 1: more typical, less "
+                   "varied images)")
 FLAGS = flags.FLAGS
 
 
+def generate(argv) -> int:
+    """New images from a generator model: a grid, a folder of PNGs, or a GIF."""
+    from PIL import Image
+
+    from cyclegan_tf import files, sampling
+    if FLAGS.num < 1 and FLAGS.interpolate < 1:
+        raise ConfigError(f"{FLAGS.model} makes new images: pass --num N (a grid, or N PNGs with "
+                          "--output DIR/) or --interpolate K (an animated GIF through K images)")
+    if FLAGS.num and FLAGS.interpolate:
+        raise ConfigError("give --num (images) or --interpolate (a GIF), not both")
+    if FLAGS.truncation <= 0 or FLAGS.frames < 1:
+        raise ConfigError("--truncation must be > 0 and --frames >= 1")
+    output = FLAGS.output if FLAGS["output"].present else (
+        "faces.gif" if FLAGS.interpolate else "faces.png")
+    if FLAGS.interpolate and not output.lower().endswith(".gif"):
+        raise ConfigError(f"--interpolate writes an animated GIF: end --output with .gif, not "
+                          f"{output}")
+    paths = sampling.check_sample_outputs(output, FLAGS.num)  # refused before the model loads
+    generator = sampling.ImageGenerator.load(FLAGS.model)
+    count = FLAGS.interpolate or FLAGS.num
+    z = sampling.noise(FLAGS.seed, count, generator.z_dim).numpy() * FLAGS.truncation
+    if FLAGS.interpolate:
+        frames = generator.generate(sampling.walk(z, FLAGS.frames))
+        sampling.save_gif(frames, output)
+        print(f"wrote {output} ({len(frames)} frames)")
+    elif sampling.is_folder_output(output):
+        for image, path in zip(generator.generate(z), paths):
+            files.save_image(Image.fromarray(image), path)
+        print(f"wrote {len(paths)} images into {output}")
+    else:
+        files.save_image(sampling.grid(generator.generate(z)), output)
+        print(f"wrote {output} ({count} images)")
+    return 0
+
+
 def main(argv):
+    from cyclegan_tf import sampling
+    if sampling.is_generator(FLAGS.model):
+        return generate(argv)
+    if FLAGS.num or FLAGS.interpolate:
+        raise ConfigError(f"--num and --interpolate are for generator models (export_graph.py "
+                          f"--generator_model); {FLAGS.model} is not one")
     plan_translations(FLAGS.input, FLAGS.output)  # bad outputs refused before the model loads
     translator = ImageTranslator.load(FLAGS.model, FLAGS.direction)
     report = translate_path(translator, FLAGS.input, FLAGS.output, FLAGS.image_size or None)

@@ -16,6 +16,8 @@ setup(
         "numpy",
         "pillow>=10",
         "absl-py",
+        "tqdm",  # progress bars (cyclegan_tf/progress.py)
+        "requests",  # tells a failed TFDS download from other errors (cyclegan_tf/data.py)
     ],
     extras_require={
         # ONNX and LiteRT export (export_graph.py --formats) and their runtimes; tested together

@@ -1,6 +1,8 @@
-"""Train a CycleGAN on two tfrecords files written by build_data.py.
+"""Train a CycleGAN on two tfrecords files written by build_data.py (or, with --model dcgan or
+wgangp, a generator of new images on one).
 
   python train.py --X data/tfrecords/apple.tfrecords --Y data/tfrecords/orange.tfrecords
+  python train.py --model dcgan --X data/tfrecords/faces.tfrecords --checkpoint_dir checkpoints/faces
   python train.py --load_model 20170602-1936          # resume checkpoints/20170602-1936
 Rerunning with the same --checkpoint_dir resumes where the run stopped; its settings come from
 its config.json, and flags given again override them (architecture changes are refused).
@@ -8,7 +10,7 @@ its config.json, and flags given again override them (architecture changes are r
 from absl import flags
 
 from cyclegan_tf import cli
-from cyclegan_tf.config import GAN_LOSSES, Config
+from cyclegan_tf.config import GAN_LOSSES, GENERATOR_MODELS, Config, ConfigError
 from cyclegan_tf.training import prepare_config, resolve_run_dir, train
 
 # One flag per setting of the run (cyclegan_tf.config.Config: names, defaults and help), among
@@ -26,6 +28,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    if FLAGS.model in GENERATOR_MODELS and (FLAGS["gan_loss"].present or FLAGS["use_lsgan"].present):
+        raise ConfigError(f"--gan_loss and --use_lsgan are CycleGAN settings: --model "
+                          f"{FLAGS.model} has its own loss")
     gan_loss = FLAGS.gan_loss or ("lsgan" if FLAGS.use_lsgan else "vanilla")
     settings = {name: FLAGS[name].value for name in CONFIG_FLAGS}
     settings["checkpoint_dir"] = resolve_run_dir(FLAGS.checkpoint_dir, FLAGS.load_model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from typing import Callable, Iterable, Iterator, Sequence
 
 from absl import app, flags, logging
@@ -23,17 +24,23 @@ def verbose_requested(argv: Sequence[str]) -> bool:
 
 
 @contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Redirects the process' stderr (file descriptor 2, which C++ writes to) to /dev/null."""
+def _stderr_captured() -> Iterator[None]:
+    """Sends the process' stderr (file descriptor 2, which C++ writes to) to a temporary file,
+    and shows what was written there only if the block fails (an import that crashes says why)."""
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def load_tensorflow(verbose: bool) -> None:
@@ -41,8 +48,10 @@ def load_tensorflow(verbose: bool) -> None:
     if verbose:
         import tensorflow  # noqa: F401
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ messages after start-up
-    with _stderr_silenced():
+    # Later C++ messages too: even its errors, since a machine without a GPU logs "failed call to
+    # cuInit" as one. Failures still reach the user as Python exceptions; --verbosity shows all.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_captured():
         import tensorflow  # noqa: F401
 
 
@@ -77,7 +86,9 @@ def define_config_flags() -> list[str]:
     hints = {f.name: f.type for f in dataclasses.fields(Config)}
     names = []
     for field in flag_fields():
-        kind = {"bool": bool, "int": int, "float": float, "str": str}[hints[field.name]]
+        # "int | None": None means the model's default (config.MODEL_DEFAULTS)
+        kind = {"bool": bool, "int": int, "float": float,
+                "str": str}[hints[field.name].removesuffix(" | None")]
         owner = {"module_name": sys.argv[0]}  # listed with the script's own flags in --help
         if field.metadata.get("choices"):
             flags.DEFINE_enum(field.name, field.default, list(field.metadata["choices"]),

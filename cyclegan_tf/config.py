@@ -14,13 +14,29 @@ from cyclegan_tf.errors import ConfigError
 CONFIG_FILE = "config.json"
 
 GAN_LOSSES = ("lsgan", "vanilla", "wgangp")
-NORMS = ("instance", "batch")
+NORMS = ("instance", "batch", "layer", "none")
+# The GANs train.py can train (cyclegan_tf.gans.MODELS maps each name to its class).
+MODELS = ("cyclegan", "dcgan", "wgangp")
+GENERATOR_MODELS = ("dcgan", "wgangp")  # noise -> image, trained on one domain (--X)
+# The sizes the DCGAN architecture makes: a first 4x4 or 5x5 layer, doubled four times.
+GENERATOR_SIZES = (64, 80)
+# Each model's defaults for the settings left unset (None): the papers' values.
+MODEL_DEFAULTS = {
+    "cyclegan": dict(Y="data/tfrecords/orange.tfrecords", batch_size=1, image_size=256,
+                     norm="instance", learning_rate=2e-4, beta1=0.5, beta2=0.999),
+    "dcgan": dict(Y="", batch_size=64, image_size=80, norm="batch", learning_rate=2e-4,
+                  beta1=0.5, beta2=0.999),
+    "wgangp": dict(Y="", batch_size=64, image_size=64, norm="layer", learning_rate=1e-4,
+                   beta1=0.0, beta2=0.9),
+}
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPUs, Ampere+ GPUs, TPUs
 
 # Settings that shape the networks or the checkpointed state: a checkpoint made with other values
 # cannot be restored, so resuming with a different value is an error rather than a surprise.
-ARCHITECTURE_FIELDS = ("image_size", "ngf", "ndf", "n_blocks", "norm", "input_skip", "pool_size")
+# n_critic: WGAN-GP's critic optimizer counts n_critic updates per step (its schedule with it).
+ARCHITECTURE_FIELDS = ("model", "image_size", "ngf", "ndf", "n_blocks", "norm", "input_skip",
+                       "pool_size", "z_dim", "n_critic")
 # Settings of the learning-rate schedule: changing one on resume re-plans it (continue_schedule).
 SCHEDULE_FIELDS = ("learning_rate", "max_steps", "decay_steps")
 
@@ -42,17 +58,27 @@ def flag_fields() -> list[dataclasses.Field]:
 class Config:
     """Everything that defines a training run (flag names are those of the classic train.py)."""
 
+    # None in a field below means "the model's default" (MODEL_DEFAULTS), set in __post_init__;
+    # a config.json from before --model has every value and no model: a CycleGAN's.
+    model: str | None = setting(None, "the GAN to train: cyclegan (X <-> Y translation, the "
+                                "default), dcgan or wgangp (new images like those of --X)",
+                                choices=MODELS)
     X: str = setting("data/tfrecords/apple.tfrecords",
                      "X tfrecords (a file, a glob, or a sharded base name)")
-    Y: str = setting("data/tfrecords/orange.tfrecords", "Y tfrecords")
+    Y: str | None = setting(None, "Y tfrecords (cyclegan only; default "
+                            "data/tfrecords/orange.tfrecords)")
     checkpoint_dir: str = setting("", "run folder (default: a new checkpoints/YYYYMMDD-HHMMSS); "
                                       "an existing one is resumed")
-    batch_size: int = setting(1, "images per step per replica")
-    image_size: int = setting(256, "training crop size (multiple of 4)")
+    batch_size: int | None = setting(None, "images per step per replica (default 1; dcgan, "
+                                     "wgangp: 64)")
+    image_size: int | None = setting(None, "training crop size (cyclegan: a multiple of 4, "
+                                     "default 256; dcgan, wgangp: 64 or 80, default 80 / 64)")
     ngf: int = setting(64, "filters of the generators' first layer")
     ndf: int = setting(64, "filters of the discriminators' first layer")
     n_blocks: int = setting(0, "residual blocks (0: 6 up to 128 px, 9 above, as the paper)")
-    norm: str = setting("instance", "normalisation layers", choices=NORMS)
+    norm: str | None = setting(None, "normalisation layers (cyclegan: instance or batch, default "
+                               "instance; dcgan: batch; wgangp's critic: layer (default) or none)",
+                               choices=NORMS)
     input_skip: bool = setting(False, "feed the input image to the generators' last layer too, "
                                "so translations keep its overall colour and contrast (instance "
                                "norm hides them from the paper's generator)")
@@ -63,8 +89,14 @@ class Config:
     lambda_identity: float = setting(0.5, "identity loss weight, times lambda of the target "
                                      "domain (0: the classic code's behaviour)")
     gp_weight: float = setting(10.0, "WGAN-GP gradient penalty weight")
-    learning_rate: float = setting(2e-4, "initial Adam learning rate")
-    beta1: float = setting(0.5, "Adam beta1")
+    learning_rate: float | None = setting(None, "initial Adam learning rate (default 2e-4; "
+                                          "wgangp: 1e-4)")
+    beta1: float | None = setting(None, "Adam beta1 (default 0.5; wgangp: 0)")
+    beta2: float | None = setting(None, "Adam beta2 (default 0.999; wgangp: 0.9)")
+    z_dim: int = setting(128, "dcgan, wgangp: length of the noise vector a face is made from")
+    n_critic: int = setting(5, "wgangp: critic updates per generator update")
+    ema_decay: float = setting(0.999, "dcgan, wgangp: decay of the moving average of the "
+                               "generator's weights that export uses (0: no averaging)")
     pool_size: int = setting(50, "history of generated images shown to D (0: off)")
     max_steps: int = setting(200_000, "stop after this many steps")
     decay_steps: int = setting(0, "linear lr decay to 0 over the last N steps (0: the second "
@@ -87,6 +119,13 @@ class Config:
                             "TF_CONFIG machines, TPU", choices=STRATEGIES)
 
     def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = "cyclegan"
+        for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.model in GENERATOR_MODELS and self.load_size == 0:
+            self.load_size = self.image_size  # aligned faces: flips only, no random crop
         if self.n_blocks == 0:
             self.n_blocks = 6 if self.image_size <= 128 else 9
         if self.decay_steps == 0:
@@ -98,6 +137,13 @@ class Config:
             if not ok:
                 raise ConfigError(message)
 
+        need(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model in GENERATOR_MODELS:
+            self._validate_generator_model()
+        else:
+            need(self.norm in ("instance", "batch"),
+                 f"--norm {self.norm} is not for a CycleGAN: use instance or batch")
+            need(bool(self.Y), "a CycleGAN needs --Y: the tfrecords of its second domain")
         need(self.image_size > 0 and self.image_size % 4 == 0,
              f"image_size must be a positive multiple of 4, got {self.image_size}")
         need(self.image_size >= 16, f"image_size must be at least 16, got {self.image_size}")
@@ -122,6 +168,26 @@ class Config:
         need(min(self.lambda1, self.lambda2, self.lambda_identity) >= 0, "lambdas must be >= 0")
         need(min(self.save_every, self.summary_every, self.log_every) >= 1,
              "save_every, summary_every and log_every must be >= 1")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
+
+    def _validate_generator_model(self) -> None:
+        """The settings a DCGAN / WGAN-GP can use (their networks have one shape per size)."""
+        m = self.model
+        if self.image_size not in GENERATOR_SIZES:
+            raise ConfigError(f"--model {m} makes images of {' or '.join(map(str, GENERATOR_SIZES))}"
+                              f" px (a 4x4 or 5x5 start doubled four times), not {self.image_size}:"
+                              f" pass --image_size {GENERATOR_SIZES[0]} or {GENERATOR_SIZES[1]}")
+        if self.Y:
+            raise ConfigError(f"--model {m} learns one set of images (--X); --Y is for cyclegan")
+        allowed = ("batch",) if m == "dcgan" else ("layer", "none")
+        if self.norm not in allowed:
+            why = ("the DCGAN's networks use batch norm" if m == "dcgan" else "a WGAN-GP critic "
+                   "must not use batch norm (its penalty is per image): layer or none")
+            raise ConfigError(f"--norm {self.norm} does not fit --model {m}: {why}")
+        if self.z_dim < 1 or self.n_critic < 1:
+            raise ConfigError("z_dim and n_critic must be >= 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     # -- the run folder --------------------------------------------------------------------------
 
@@ -194,8 +260,11 @@ def merge_with_saved(saved: Config, requested: Config, explicit: Iterable[str],
                  if name not in ARCHITECTURE_FIELDS and hasattr(requested, name)}
     given = {name: overrides.pop(name) for name in SCHEDULE_FIELDS if name in overrides}
     # Only a real change re-plans: the same command run again must give the same schedule. An
-    # unchanged learning_rate is no restart (continue_schedule would restart from it).
+    # unchanged learning_rate is no restart (continue_schedule would restart from it), except on
+    # a finished run extended by a new max_steps: its rate is 0, and the given one restarts it.
     changed = {name for name, value in given.items() if value != getattr(saved, name)}
+    if "learning_rate" in given and "max_steps" in changed and saved.learning_rate_at(step) == 0:
+        changed.add("learning_rate")
     if "learning_rate" not in changed:
         given.pop("learning_rate", None)
     merged = dataclasses.replace(saved, **overrides)
@@ -210,7 +279,7 @@ def continue_schedule(config: Config, step: int, learning_rate: float | None = N
     lr until max(max_steps - decay_steps, step), then decays linearly to 0 at max_steps:
       lr = learning_rate if given (the decay restarts from that rate), else the rate the run has
            at step, so the rate goes on without a jump (a finished run's is 0: extending one
-           without a new learning_rate trains at 0);
+           without a learning_rate is refused, since it would learn nothing);
       decay_steps, if not given: while the run is in its constant phase, as for a new run
            (max_steps // 2 for a new max_steps, else unchanged); once it is decaying,
            max_steps - step: the decay goes on from its current rate to 0 at the new end.
@@ -222,6 +291,11 @@ def continue_schedule(config: Config, step: int, learning_rate: float | None = N
                           f"{config.checkpoint_dir!r} is at step {step}; give a larger --max_steps")
     decaying = step > config.max_steps - config.decay_steps
     lr = config.learning_rate_at(step) if learning_rate is None else learning_rate
+    if lr == 0:
+        raise ConfigError(f"the run in {config.checkpoint_dir!r} finished its learning-rate decay "
+                          f"(the rate is 0 at step {step}): going on to step {max_steps} would "
+                          "learn nothing. Add --learning_rate (e.g. "
+                          f"{config.learning_rate:g}) to decay again from that rate")
     if decay_steps is None:
         if decaying:
             decay_steps = max_steps - step

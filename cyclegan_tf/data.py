@@ -191,11 +191,21 @@ class BuildReport:
 
 def prepare_outputs(output_files: Sequence[str], inputs: Sequence[str] = ()) -> list[str]:
     """Refuses outputs that are not new or earlier tfrecords (files.check_outputs), before any
-    work; makes their folders. Returns those that will be replaced."""
-    replaced = files.check_outputs([files.Output(p, "tfrecords") for p in output_files], inputs)
+    work; makes their folders. Returns those that will be replaced, stale shards included."""
+    outputs = list(output_files) + stale_shards(output_files)
+    replaced = files.check_outputs([files.Output(p, "tfrecords") for p in outputs], inputs)
     for path in output_files:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return replaced
+
+
+def stale_shards(output_files: Sequence[str]) -> list[str]:
+    """Files of an earlier build of the same name with another --num_shards (NAME, or
+    NAME-?????-of-?????): left in place, a glob or the base name would read them with the new."""
+    earlier = set()
+    for base in {re.sub(r"-\d{5}-of-\d{5}$", "", p) for p in output_files}:
+        earlier |= {base, *glob.glob(glob.escape(base) + "-?????-of-?????")}
+    return sorted(p for p in earlier if os.path.isfile(p) and p not in output_files)
 
 
 class _AtomicShardWriters:
@@ -204,7 +214,7 @@ class _AtomicShardWriters:
 
     def __init__(self, paths: Sequence[str]):
         self.paths = list(paths)
-        self.tmp_paths = [p + ".incomplete" for p in self.paths]
+        self.tmp_paths = [files.temporary_path(p) for p in self.paths]
         self.writers = [tf.io.TFRecordWriter(p) for p in self.tmp_paths]
         self.count = 0
 
@@ -217,6 +227,8 @@ class _AtomicShardWriters:
             writer.close()
         for tmp, path in zip(self.tmp_paths, self.paths):
             os.replace(tmp, path)
+        for path in stale_shards(self.paths):  # checked as ours by prepare_outputs
+            os.remove(path)
 
     def abort(self) -> None:
         for writer, tmp in zip(self.writers, self.tmp_paths):

@@ -34,6 +34,9 @@ def load_generator(run_dir: str, direction: str = "XtoY") -> tuple[keras.Model, 
     if direction not in ("XtoY", "YtoX"):
         raise ConfigError(f"direction must be XtoY or YtoX, got {direction!r}")
     config = Config.load(run_dir)
+    if config.model != "cyclegan":  # a noise -> image generator: sampling.py exports it
+        raise ExportError(f"{run_dir} is a {config.model} run: it makes new images rather than "
+                          "translating them. Export it with --generator_model NAME")
     latest = tf.train.latest_checkpoint(run_dir)
     if latest is None:
         raise ExportError(f"no checkpoint in {run_dir}: train first (train.py writes ckpt-N there)")

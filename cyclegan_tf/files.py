@@ -30,6 +30,9 @@ SAVED_MODEL_MARKER = os.path.join("assets.extra", "cyclegan_tf.json")
 FOLDER_MARKER = ".cyclegan_tf"
 SOFTWARE = "cyclegan_tf"  # the Software tag of every image this package writes
 KINDS = ("saved_model", "folder", "tfrecords", "image")
+# What an export writes at the top of its folder: anything else there is someone else's.
+SAVED_MODEL_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra",
+                       "model.onnx", "model.tflite"}
 RUN_FOLDER_FILES = ("config.json", "checkpoint", "train.lock")
 
 
@@ -74,14 +77,22 @@ def check_outputs(outputs: Sequence[Output], inputs: Iterable[str] = ()) -> list
 
 
 def is_own(path: str, kind: str) -> bool:
-    """Whether path holds this package's own earlier output of this kind."""
+    """Whether path holds this package's own earlier output of this kind, and nothing else (a
+    folder of ours that someone put other files into is theirs too now)."""
+    path = path.rstrip(os.sep) or path
+    if os.path.islink(path):
+        return False
     if kind == "saved_model":
-        return os.path.isdir(path) and not os.path.islink(path) and \
-            os.path.isfile(os.path.join(path, SAVED_MODEL_MARKER))
+        return os.path.isfile(os.path.join(path, SAVED_MODEL_MARKER)) and \
+            set(os.listdir(path)) <= SAVED_MODEL_ENTRIES
     if kind == "folder":
-        return os.path.isdir(path) and not os.path.islink(path) and \
-            os.path.isfile(os.path.join(path, FOLDER_MARKER))
-    if not os.path.isfile(path) or os.path.islink(path):
+        try:
+            with open(os.path.join(path, FOLDER_MARKER), encoding="utf-8") as f:
+                written = set(json.load(f)["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return _files_under(path) - {FOLDER_MARKER} <= written
+    if not os.path.isfile(path):
         return False
     if kind == "tfrecords":
         return _is_image_tfrecords(path)
@@ -125,13 +136,15 @@ def save_image(image, path: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str) -> Iterator[str]:
-    """Yields a temporary path beside path; renamed onto path only if the block succeeds."""
+def atomic_file(path: str, kind: str = "image") -> Iterator[str]:
+    """Yields a temporary path beside path; renamed onto path only if the block succeeds and
+    path is still new or ours (it was checked before the work, which may have taken minutes)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.incomplete")
+    tmp = temporary_path(path)
     try:
         yield tmp
+        _still_replaceable(Output(path, kind))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -145,13 +158,14 @@ def atomic_folder(path: str, kind: str = "folder") -> Iterator[str]:
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.incomplete")
+    tmp = temporary_path(path)
     os.mkdir(tmp)
     try:
         yield tmp
-        if kind == "folder":
+        if kind == "folder":  # the marker lists what was written: anything added later is not ours
             with open(os.path.join(tmp, FOLDER_MARKER), "w", encoding="utf-8") as f:
-                json.dump({"written_by": SOFTWARE}, f)
+                json.dump({"written_by": SOFTWARE, "files": sorted(_files_under(tmp))}, f)
+        _still_replaceable(Output(path, kind))
         _swap_in(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -167,9 +181,31 @@ def _swap_in(new: str, path: str) -> None:
     if not _exchange(new, path):  # other systems: two renames, the old one kept until the end
         old = new + ".old"
         os.rename(path, old)
-        os.rename(new, path)
+        try:
+            os.rename(new, path)
+        except OSError:
+            os.rename(old, path)
+            raise
         new = old
     shutil.rmtree(new, ignore_errors=True)  # now the old output
+
+
+def temporary_path(path: str) -> str:
+    """A hidden name beside path for its output while it is written (no glob of the output's
+    name matches it, and two writers never share one)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.incomplete")
+
+
+def _still_replaceable(output: Output) -> None:
+    if os.path.lexists(output.path) and not _empty_folder(output) and \
+            not is_own(output.path, output.kind):
+        raise OutputError(_not_ours(output) + " (it appeared while this command was working)")
+
+
+def _files_under(folder: str) -> set[str]:
+    return {os.path.relpath(os.path.join(root, name), folder)
+            for root, _, names in os.walk(folder) for name in names}
 
 
 def _exchange(a: str, b: str) -> bool:

@@ -12,13 +12,15 @@ def conv_init() -> keras.initializers.Initializer:
 
 def make_norm(norm: str, dtype=None) -> keras.layers.Layer:
     """Instance norm is GroupNormalization with one group per channel (Keras' own, no addons);
-    batch norm is synchronized so that it stays correct across replicas under tf.distribute."""
+    layer norm normalises each image as a whole; batch norm is synchronized so that it stays correct across replicas under tf.distribute."""
     if norm == "instance":
         return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, dtype=dtype)
     if norm == "batch":
         return keras.layers.BatchNormalization(synchronized=True, epsilon=1e-5, momentum=0.9,
                                                dtype=dtype)
-    raise ValueError(f"unknown norm {norm!r}: use 'instance' or 'batch'")
+    if norm == "layer":  # over each image's height, width and channels (WGAN-GP's critic)
+        return keras.layers.LayerNormalization(axis=[1, 2, 3], epsilon=1e-5, dtype=dtype)
+    raise ValueError(f"unknown norm {norm!r}: use 'instance', 'batch' or 'layer'")
 
 
 class ReflectionPad2D(keras.layers.Layer):

@@ -49,7 +49,7 @@ class FusedAdam(keras.optimizers.Adam):
 
     Keras 3 builds about twenty small ops per variable; with ~130 variables in a CycleGAN that is
     a quarter of the training step's tracing and a larger graph to optimise: one op per variable
-    cut the first step at 64 px by ~2.5 s on a 2-core CPU (README, "Measured"). TF has the kernel
+    cut the first step at 64 px by ~2.5 s on a 2-core CPU (benchmarks/README.md). TF has the kernel
     for CPU, GPU and XLA.
     """
 

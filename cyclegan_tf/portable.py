@@ -1,7 +1,7 @@
 """ONNX and LiteRT (TFLite) copies of a generator, written beside its SavedModel.
 
 Both files hold the same computation as the SavedModel's translate_float signature for inputs of
-at least 16 px a side (smaller ones run, but without the SavedModel's upscaling, so they differ):
+at least 16 px a side (4 to 15 px run, but without the SavedModel's upscaling, so they differ):
   input  "images": float32 [N, H, W, 3] in [-1, 1], NHWC; N, H and W dynamic
   output "translated": float32 [N, H, W, 3] in [-1, 1]
 Any height and width: the image is reflection-padded to a multiple of 4 inside the file, then
@@ -57,7 +57,7 @@ def _require(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        from cyclegan_tf.export import ExportError
+        from cyclegan_tf.errors import ExportError
         raise ExportError(f"{purpose} needs the optional package {module!r} ({e}): "
                           f"install it with {EXTRA_COMMAND}") from e
 

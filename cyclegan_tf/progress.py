@@ -33,11 +33,8 @@ class Progress:
         self.log = log
         if bar is None:
             bar = log is None and self.stream.isatty()
-        self._bar = None
-        if bar:
-            from tqdm import tqdm
-            self._bar = tqdm(total=total, initial=done, unit=unit, file=self.stream,
-                             dynamic_ncols=True, smoothing=0.1)
+        self._use_bar = bar
+        self._bar = None  # made after the first item, so that its clock leaves that item out
         self._first_done_at: float | None = None  # the clock starts after the first item
         self._first_done: int = done
         self._interval_start: float | None = None
@@ -50,17 +47,21 @@ class Progress:
         if self._first_done_at is None:
             self._first_done_at, self._first_done = now, self.done
             self._interval_start, self._interval_done = now, self.done
-        if self._bar is not None:
+            if self._use_bar:
+                from tqdm import tqdm
+                self._bar = tqdm(total=self.total, initial=self.done, unit=self.unit,
+                                 file=self.stream, dynamic_ncols=True, smoothing=0.1)
+        elif self._bar is not None:
             self._bar.update(n)
-            if postfix:
-                self._bar.set_postfix_str(postfix, refresh=False)
-            return
+        if postfix and self._bar is not None:
+            self._bar.set_postfix_str(postfix, refresh=False)
         if self.done % self.every == 0 or self.done == self.total:
             elapsed = now - self._interval_start
             if self.done > self._interval_done and elapsed > 0:
                 self.rate = (self.done - self._interval_done) / elapsed
             self._interval_start, self._interval_done = now, self.done
-            self._emit(postfix)
+            if self._bar is None:
+                self._emit(postfix)
 
     def eta(self) -> float:
         """Seconds left at the rate measured since the first item (inf before it is known)."""

@@ -1,5 +1,5 @@
 """The loop every model trains in: run folder, strategy, checkpoints, data, summaries, progress
-and signals. A model (CycleGAN) brings its networks, its checkpoint and its step; the Trainer
+and signals. A model (gans.MODELS: CycleGAN, DCGAN, WGAN-GP) brings its networks, its checkpoint and its step; the Trainer
 never names them."""
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import keras
 import tensorflow as tf
 
 from cyclegan_tf.config import Config, ConfigError, merge_with_saved
-from cyclegan_tf.cyclegan import CycleGAN
 from cyclegan_tf.data import check_tfrecords, make_dataset, resolve_tfrecords
 from cyclegan_tf.errors import DataError, TrainingError
+from cyclegan_tf.gans import build_model, model_class
 from cyclegan_tf.progress import Progress
 
 LOCK_FILE = "train.lock"
@@ -73,7 +73,7 @@ def prepare_config(requested: Config, explicit: Iterable[str] = (),
     saved = Config.load(run_dir)
     saved.checkpoint_dir = run_dir
     other_data = [f"--{name} {getattr(requested, name)} (it trained on {getattr(saved, name)})"
-                  for name in CycleGAN.inputs if name in set(explicit)
+                  for name in model_class(saved.model).inputs if name in set(explicit)
                   and not _same_path(getattr(requested, name), getattr(saved, name))]
     if other_data and not new_data:
         raise ConfigError(
@@ -125,10 +125,15 @@ def run_lock(run_dir: str) -> Iterator[None]:
 
 
 def _writable_run_dir(run_dir: str) -> bool:
-    """Makes run_dir if needed and checks it is writable; returns whether it was made now."""
-    made = not os.path.exists(run_dir)
+    """Makes run_dir if needed and checks it is writable; returns whether it was made now (by
+    os.mkdir, which is atomic: of two trainers starting at once, one makes it)."""
     try:
-        os.makedirs(run_dir, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(run_dir)), exist_ok=True)
+        try:
+            os.mkdir(run_dir)
+            made = True
+        except FileExistsError:
+            made = False
         probe = os.path.join(run_dir, f".write_test.{os.getpid()}")  # workers may share run_dir
         with open(probe, "w") as f:
             f.write("ok")
@@ -257,10 +262,10 @@ class Trainer:
     def run(self) -> TrainResult:
         self.check_data()
         made = self.open_run_folder()
-        trained = False
-        try:
-            lock = run_lock(self.run_dir) if self.chief else contextlib.nullcontext()
-            with lock, _StopRequest().installed() as self.stop:
+        lock = run_lock(self.run_dir) if self.chief else contextlib.nullcontext()
+        with lock, _StopRequest().installed() as self.stop:
+            trained = False
+            try:
                 self.build_model()
                 self.restore()
                 if self.chief:
@@ -268,16 +273,17 @@ class Trainer:
                 self.make_datasets()
                 trained = True
                 return self.loop()
-        except BaseException:
-            if made and self.chief and not (trained and self.step > self.start_step):
-                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing of value in it yet
-            raise
+            except BaseException:
+                # Only a folder this start made, only while it holds the lock, only if no step ran.
+                if made and self.chief and not (trained and self.step > self.start_step):
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
+                raise
 
     # -- phases -------------------------------------------------------------------------------------
 
     def check_data(self) -> None:
         """Every input readable before a folder is made or a network built."""
-        for name in CycleGAN.inputs:
+        for name in model_class(self.config.model).inputs:
             check_tfrecords(resolve_tfrecords(getattr(self.config, name)))
 
     def open_run_folder(self) -> bool:
@@ -296,7 +302,7 @@ class Trainer:
     def build_model(self) -> None:
         keras.utils.set_random_seed(self.config.seed)  # the same initial weights for one --seed
         with self.strategy.scope():
-            self.model = CycleGAN(self.config)
+            self.model = build_model(self.config)
         self.checkpoint = self.model.checkpoint()
         # Every worker must take part in saving (it is a collective); only the chief's is kept.
         self.save_dir = self.run_dir if self.chief else os.path.join(
@@ -320,13 +326,15 @@ class Trainer:
 
     def make_datasets(self) -> None:
         c, start = self.config, self.start_step
+        # A step may read several batches of each input (WGAN-GP: one per critic update).
+        batch_size = c.batch_size * getattr(self.model, "batches_per_step", 1)
 
         def batches(pattern: str, seed: int):
             # A resumed run skips the images it has consumed: it sees the uninterrupted run's data.
             return iter(self.strategy.distribute_datasets_from_function(
-                lambda ctx: make_dataset(pattern, c.image_size, c.batch_size, c.augment,
+                lambda ctx: make_dataset(pattern, c.image_size, batch_size, c.augment,
                                          seed=seed, load_size=c.load_size, input_context=ctx,
-                                         skip=start * c.batch_size
+                                         skip=start * batch_size
                                          * ctx.num_replicas_in_sync // ctx.num_input_pipelines)))
 
         self.batches = [batches(getattr(c, name), c.seed + i)

@@ -80,8 +80,13 @@ def test_extending_in_the_constant_phase_starts_the_decay_as_a_new_run_would():
 def test_a_new_learning_rate_restarts_the_decay_from_it():
     finished = Config(max_steps=1000, learning_rate=LR)
     assert _rate(finished, 1000) == 0.0
-    # --max_steps alone keeps the finished run's rate, 0 (documented); --learning_rate restarts.
-    assert _rate(_resume(finished, 1000, max_steps=1500), 1200) == 0.0
+    # --max_steps alone would train at rate 0, learning nothing: refused, naming the way out.
+    with pytest.raises(ConfigError, match="finished its learning-rate decay.*--learning_rate"):
+        _resume(finished, 1000, max_steps=1500)
+    # --learning_rate restarts the decay, also at the rate the run had (the natural choice).
+    same = _resume(finished, 1000, max_steps=1500, learning_rate=LR)
+    assert _rate(same, 1000) == pytest.approx(LR) and _rate(same, 1500) == 0.0
+    assert _resume(same, 1250, max_steps=1500, learning_rate=LR) == same  # rerun: no change
     restarted = _resume(finished, 1000, max_steps=1500, learning_rate=1e-4)
     assert restarted.learning_rate == 1e-4 and restarted.decay_start_lr is None
     assert _rate(restarted, 1000) == pytest.approx(1e-4)

@@ -68,7 +68,8 @@ def _run_workers(run_dir: str, demo_data, max_steps: int) -> list[subprocess.Com
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     args = [f"--X={demo_data['X']}", f"--Y={demo_data['Y']}", f"--checkpoint_dir={run_dir}",
             "--strategy=multi_worker", "--image_size=32", "--ngf=8", "--ndf=8", "--n_blocks=1",
-            f"--max_steps={max_steps}", "--save_every=2", "--log_every=1", "--summary_every=2"]
+            f"--max_steps={max_steps}", "--save_every=2", "--log_every=1", "--summary_every=2",
+            "--learning_rate=2e-4"]  # extending a finished run restarts its decay from a rate
     workers = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

@@ -34,3 +34,18 @@ def test_off_a_terminal_it_writes_lines_not_a_bar():
 
 def test_format_duration():
     assert format_duration(3725) == "1:02:05" and format_duration(float("inf")) == "?"
+
+
+def test_on_a_terminal_the_bar_starts_after_the_first_item_and_the_rate_is_measured():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream = Terminal()
+    progress = Progress(total=4, every=2, stream=stream)
+    time.sleep(0.3)
+    progress.update()
+    for _ in range(3):
+        time.sleep(0.01)
+        progress.update(postfix="G 1.0")
+    progress.close()
+    assert "4/4" in stream.getvalue() and progress.rate > 20  # TensorBoard's steps/s

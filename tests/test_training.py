@@ -84,7 +84,7 @@ def test_resume_restores_step_lr_optimizer_and_pool(copy_run):
     # Training on: resumes from the step it stopped at, extended by an explicit --max_steps.
     messages = []
     resumed = prepare_config(tiny_config(checkpoint_dir=run_dir, max_steps=TRAINED_STEPS + 10),
-                             explicit={"max_steps"})
+                             explicit={"max_steps", "learning_rate"})
     assert resumed.X == config.X and resumed.max_steps == TRAINED_STEPS + 10
     result = train(resumed, log=messages.append)
     assert f"resumed from {run_dir}/ckpt-{TRAINED_STEPS} at step {TRAINED_STEPS}" in messages[0]
@@ -165,7 +165,7 @@ def test_a_refused_resume_leaves_the_stored_settings_unchanged(copy_run, demo_da
     with pytest.raises(TrainingError, match="cannot resume"):
         train(prepare_config(tiny_config(checkpoint_dir=run_dir, max_steps=500,
                                          X=demo_data["X"], Y=demo_data["Y"]),
-                             explicit={"max_steps"}), log=lambda _: None)
+                             explicit={"max_steps", "learning_rate"}), log=lambda _: None)
     assert open(path).read() == before
 
 
@@ -177,7 +177,7 @@ def test_a_failed_start_leaves_no_folder_behind(tmp_path, demo_data, monkeypatch
     # A start that fails after the folder is made (here: building the model) removes it.
     def broken(config):
         raise MemoryError("no memory for the model")
-    monkeypatch.setattr("cyclegan_tf.training.CycleGAN.__init__", lambda self, config: broken(config))
+    monkeypatch.setattr("cyclegan_tf.cyclegan.CycleGAN.__init__", lambda self, config: broken(config))
     with pytest.raises(MemoryError):
         train(tiny_config(X=demo_data["X"], Y=demo_data["Y"], checkpoint_dir=str(tmp_path / "r")),
               log=lambda _: None)
@@ -240,7 +240,7 @@ def test_disk_full_during_save_is_a_clear_error_and_keeps_the_previous_checkpoin
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
     config = prepare_config(tiny_config(checkpoint_dir=run_dir, max_steps=TRAINED_STEPS + 2),
-                            explicit={"max_steps"})
+                            explicit={"max_steps", "learning_rate"})
     with pytest.raises(TrainingError, match="No space left on device. The previous checkpoint"):
         train(config, log=lambda *_: None)
     assert tf.train.latest_checkpoint(run_dir) == before
@@ -339,7 +339,7 @@ def test_tfrecords_corrupt_mid_file_stops_training_with_the_path(copy_run, demo_
     open(truncated, "wb").write(data[:len(data) * 2 // 3])  # the first records stay readable
     config = prepare_config(tiny_config(checkpoint_dir=run_dir, X=truncated,
                                         max_steps=TRAINED_STEPS + 200),
-                            explicit={"X", "max_steps"}, new_data=True)
+                            explicit={"X", "max_steps", "learning_rate"}, new_data=True)
     from cyclegan_tf.data import DataError
     with pytest.raises(DataError, match="corrupt record while reading .*truncated X.tfrecords"):
         train(config, log=lambda *_: None)

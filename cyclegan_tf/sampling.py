@@ -1,0 +1,205 @@
+"""New images from a trained DCGAN / WGAN-GP: the exported SavedModel, and what inference.py
+writes with it (a grid, a folder of PNGs, an animated walk through the noise space).
+
+Signatures of an exported generator (plain TensorFlow calls them without this package):
+  serving_default  z: float32 [N, z_dim]             -> images: float32 [N, H, W, 3] in [-1, 1]
+  generate_uint8   z: float32 [N, z_dim]             -> images: uint8 [N, H, W, 3]
+  sample           seed: int64 [], count: int32 []   -> images: uint8 [count, H, W, 3], the same
+                                                        images for the same seed
+The generator is the run's moving average G_ema (generators.py).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from cyclegan_tf import files
+from cyclegan_tf.config import GENERATOR_MODELS, Config
+from cyclegan_tf.errors import ExportError, OutputError
+from cyclegan_tf.generators import NoiseGenerator, build_noise_generator
+
+METADATA_FILE = files.SAVED_MODEL_MARKER  # as export.METADATA_FILE: the settings and the marker
+KIND = "generator"  # the metadata's "kind" of a noise -> image SavedModel
+
+
+def noise(seed: int | tf.Tensor, count: int | tf.Tensor, z_dim: int) -> tf.Tensor:
+    """The noise `sample(seed, count)` uses: stateless, so one seed always gives one batch."""
+    seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+    return tf.random.stateless_normal(tf.stack([tf.cast(count, tf.int32), z_dim]), seed)
+
+
+def load_ema_generator(run_dir: str) -> tuple[NoiseGenerator, Config]:
+    """The averaged generator G_ema of a DCGAN / WGAN-GP run folder's latest checkpoint."""
+    config = Config.load(run_dir)
+    if config.model not in GENERATOR_MODELS:
+        raise ExportError(f"{run_dir} is a {config.model} run, not a generator (dcgan, wgangp): "
+                          "export it with --XtoY_model/--YtoX_model")
+    latest = tf.train.latest_checkpoint(run_dir)
+    if latest is None:
+        raise ExportError(f"no checkpoint in {run_dir}: train first (train.py writes ckpt-N there)")
+    generator = build_noise_generator(config, "G_ema", dtype="float32")
+    status = tf.train.Checkpoint(G_ema=generator).restore(latest)
+    try:
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ExportError(f"{latest} does not hold a generator matching {run_dir}/config.json: "
+                          f"{str(e).splitlines()[0]}") from None
+    return generator, config
+
+
+class Sampler(tf.Module):
+    """A noise generator wrapped with the signatures listed in this module's docstring."""
+
+    def __init__(self, generator: NoiseGenerator):
+        super().__init__(name="sampler")
+        self.generator = generator
+        self.z_dim = generator.z_dim
+
+    @tf.function
+    def generate_float(self, z):
+        return {"images": tf.clip_by_value(self.generator(z, training=False), -1.0, 1.0)}
+
+    @tf.function
+    def generate_uint8(self, z):
+        images = self.generate_float(z)["images"]
+        return {"images": tf.cast(tf.round((images + 1.0) * 127.5), tf.uint8)}
+
+    @tf.function
+    def sample(self, seed, count):
+        tf.debugging.assert_non_negative(count, message="count must be >= 0")
+        return self.generate_uint8(noise(seed, count, self.z_dim))
+
+    def signatures(self) -> dict:
+        z = tf.TensorSpec([None, self.z_dim], tf.float32, name="z")
+        return {
+            "serving_default": self.generate_float.get_concrete_function(z),
+            "generate_uint8": self.generate_uint8.get_concrete_function(z),
+            "sample": self.sample.get_concrete_function(tf.TensorSpec([], tf.int64, name="seed"),
+                                                        tf.TensorSpec([], tf.int32, name="count")),
+        }
+
+
+def export_generator_run(run_dir: str, export_dir: str,
+                         log: Callable[[str], None] = print) -> str:
+    """Writes the SavedModel of a DCGAN / WGAN-GP run's G_ema at export_dir, which must be new or
+    an earlier export of this package (files.check_outputs: refused before any work)."""
+    replaced = files.check_outputs([files.Output(export_dir, "saved_model")], inputs=[run_dir])
+    generator, config = load_ema_generator(run_dir)
+    sampler = Sampler(generator)
+    metadata = {"kind": KIND, "model": config.model, "z_dim": config.z_dim,
+                "image_size": config.image_size, "run_dir": os.path.abspath(run_dir),
+                "checkpoint": tf.train.latest_checkpoint(run_dir), "config": config.to_dict()}
+    # Written beside and swapped in when complete (files.py): a crash leaves the old export.
+    with files.atomic_folder(export_dir, kind="saved_model") as tmp_dir:
+        tf.saved_model.save(sampler, tmp_dir, signatures=sampler.signatures())
+        os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp_dir, METADATA_FILE), "w", encoding="utf-8") as f:  # the marker
+            json.dump(metadata, f, indent=2, sort_keys=True)
+    log(f"{'replaced' if export_dir in replaced else 'exported'} {export_dir}")
+    return export_dir
+
+
+# -- using an exported generator (inference.py) -----------------------------------------------------
+
+def is_generator(path: str) -> bool:
+    """Whether path is a generator SavedModel of this package or a DCGAN / WGAN-GP run folder."""
+    try:
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            with open(os.path.join(path, METADATA_FILE), encoding="utf-8") as f:
+                return json.load(f).get("kind") == KIND
+        if os.path.isfile(os.path.join(path, "config.json")):
+            return Config.load(path).model in GENERATOR_MODELS
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+class ImageGenerator:
+    """generate(z) -> uint8 [N, H, W, 3] with a generator SavedModel or a run folder's G_ema."""
+
+    def __init__(self, generate_uint8: Callable[..., dict], z_dim: int, owner: object = None):
+        self._generate_uint8 = generate_uint8
+        self.z_dim = z_dim
+        self._owner = owner  # a tf.function method only holds its object weakly
+
+    @classmethod
+    def load(cls, path: str) -> "ImageGenerator":
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            loaded = tf.saved_model.load(path)
+            signature = loaded.signatures["generate_uint8"]
+            z_dim = signature.structured_input_signature[1]["z"].shape[1]
+            return cls(signature, z_dim, loaded)
+        generator, _ = load_ema_generator(path)
+        sampler = Sampler(generator)
+        return cls(sampler.generate_uint8, sampler.z_dim, sampler)
+
+    def generate(self, z: np.ndarray | tf.Tensor, batch: int = 64) -> np.ndarray:
+        z = tf.convert_to_tensor(z, tf.float32)
+        return np.concatenate([self._generate_uint8(z=z[i:i + batch])["images"].numpy()
+                               for i in range(0, int(z.shape[0]), batch)])
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation from a (t=0) to b (t=1): normal noise lives near a sphere, and a
+    straight line between two points would cut through its less likely inside."""
+    cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    omega = math.acos(float(np.clip(cos, -1.0, 1.0)))
+    if omega < 1e-6:
+        return (1.0 - t) * a + t * b
+    return (math.sin((1.0 - t) * omega) * a + math.sin(t * omega) * b) / math.sin(omega)
+
+
+def walk(keys: np.ndarray, frames: int) -> np.ndarray:
+    """A closed loop through the key vectors: frames steps from each to the next (the last
+    back to the first), len(keys) * frames vectors in all."""
+    count = len(keys)
+    return np.stack([slerp(keys[k], keys[(k + 1) % count], f / frames)
+                     for k in range(count) for f in range(frames)])
+
+
+def grid(images: np.ndarray, columns: int = 0) -> Image.Image:
+    """uint8 [N, H, W, 3] -> one picture, columns (default: a near square) wide."""
+    count, height, width, _ = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    sheet = np.zeros((rows * height, columns * width, 3), np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        sheet[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
+    return Image.fromarray(sheet)
+
+
+def is_folder_output(path: str) -> bool:
+    """--output DIR/ (or an existing folder): one PNG per image rather than a grid."""
+    return path.endswith(("/", os.sep)) or os.path.isdir(path)
+
+
+def check_sample_outputs(output: str, count: int) -> list[str]:
+    """The files a grid, a folder of count PNGs or a GIF will be written to, checked (files.py
+    rules) before the model loads."""
+    if is_folder_output(output):
+        paths = [os.path.join(output, f"{i:04d}.png") for i in range(count)]
+    else:
+        ext = os.path.splitext(output)[1].lower()
+        if ext not in (".png", ".jpg", ".jpeg", ".webp", ".gif"):
+            raise OutputError(f"cannot write {output}: end the name with .png, .jpg, .webp (or "
+                              ".gif for --interpolate), or with / for a folder of PNGs")
+        paths = [output]
+    files.check_outputs([files.Output(p, "image") for p in paths])
+    return paths
+
+
+def save_gif(frames: np.ndarray, path: str, duration_ms: int = 80) -> str:
+    """An endlessly looping animated GIF, written atomically and marked as this package's."""
+    images = [Image.fromarray(frame) for frame in frames]
+    with files.atomic_file(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=duration_ms, loop=0, **files.image_save_options(path))
+    return path
