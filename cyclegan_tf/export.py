@@ -37,19 +37,26 @@ def load_generator(run_dir: str, direction: str = "XtoY") -> tuple[keras.Model, 
     if config.model != "cyclegan":  # a noise -> image generator: sampling.py exports it
         raise ExportError(f"{run_dir} is a {config.model} run: it makes new images rather than "
                           "translating them. Export it with --generator_model NAME")
+    name = "G" if direction == "XtoY" else "F"
+    generator = build_generator(config.replace(mixed_precision="off"), name)
+    restore_latest(run_dir, **{name: generator})
+    return generator, config
+
+
+def restore_latest(run_dir: str, **networks: keras.Model) -> str:
+    """Restores the named networks (checkpoint names: G, F, G_ema...) from the run's latest
+    checkpoint, leaving out the rest of it; returns the checkpoint's path."""
     latest = tf.train.latest_checkpoint(run_dir)
     if latest is None:
         raise ExportError(f"no checkpoint in {run_dir}: train first (train.py writes ckpt-N there)")
-    name = "G" if direction == "XtoY" else "F"
-    generator = build_generator(config.replace(mixed_precision="off"), name)
-    status = tf.train.Checkpoint(**{name: generator}).restore(latest)
+    status = tf.train.Checkpoint(**networks).restore(latest)
     try:
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ExportError(f"{latest} does not hold a generator matching {run_dir}/config.json: "
                           f"{str(e).splitlines()[0]}") from None
-    return generator, config
+    return latest
 
 
 def processed_size(height: int, width: int) -> tuple[int, int]:

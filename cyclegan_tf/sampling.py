@@ -22,9 +22,9 @@ from PIL import Image
 from cyclegan_tf import files
 from cyclegan_tf.config import GENERATOR_MODELS, Config
 from cyclegan_tf.errors import ExportError, OutputError
+from cyclegan_tf.export import METADATA_FILE, restore_latest
 from cyclegan_tf.generators import NoiseGenerator, build_noise_generator
 
-METADATA_FILE = files.SAVED_MODEL_MARKER  # as export.METADATA_FILE: the settings and the marker
 KIND = "generator"  # the metadata's "kind" of a noise -> image SavedModel
 
 
@@ -40,17 +40,8 @@ def load_ema_generator(run_dir: str) -> tuple[NoiseGenerator, Config]:
     if config.model not in GENERATOR_MODELS:
         raise ExportError(f"{run_dir} is a {config.model} run, not a generator (dcgan, wgangp): "
                           "export it with --XtoY_model/--YtoX_model")
-    latest = tf.train.latest_checkpoint(run_dir)
-    if latest is None:
-        raise ExportError(f"no checkpoint in {run_dir}: train first (train.py writes ckpt-N there)")
     generator = build_noise_generator(config, "G_ema", dtype="float32")
-    status = tf.train.Checkpoint(G_ema=generator).restore(latest)
-    try:
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ExportError(f"{latest} does not hold a generator matching {run_dir}/config.json: "
-                          f"{str(e).splitlines()[0]}") from None
+    restore_latest(run_dir, G_ema=generator)
     return generator, config
 
 
