@@ -49,8 +49,8 @@ def restore_latest(run_dir: str, **networks: keras.Model) -> str:
     latest = tf.train.latest_checkpoint(run_dir)
     if latest is None:
         raise ExportError(f"no checkpoint in {run_dir}: train first (train.py writes ckpt-N there)")
-    status = tf.train.Checkpoint(**networks).restore(latest)
-    try:
+    try:  # restore() itself raises on a shape mismatch, eagerly
+        status = tf.train.Checkpoint(**networks).restore(latest)
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:

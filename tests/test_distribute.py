@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO, TINY
@@ -40,12 +41,21 @@ def test_mirrored_on_two_replicas_matches_one_device_with_the_same_global_batch(
             result[strategy] = {{tag: _scalars(run, "loss/" + tag) for tag in
                                 ("G/total", "F/total", "D_X/loss", "D_Y/loss", "cycle/forward_x")}}
             result[strategy + "_log"] = lines[0]
+            # Adam's moments hold the gradients' scale, which its updates hide: a gradient summed
+            # rather than averaged over replicas shows here, not in the losses of three steps.
+            reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(run))
+            result[strategy + "_moments"] = {{
+                f"{{name}} slot {{i}}": float(abs(reader.get_tensor(
+                    f"{{name}}_optimizer/_variables/{{i}}/.ATTRIBUTES/VARIABLE_VALUE")).sum())
+                for name in ("G", "F", "D_X", "D_Y") for i in (1, 2)}}
         print(json.dumps(result))
     """
     out = _python(code)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert "(2 replica(s)" in result["mirrored_log"] and "(1 replica(s)" in result["default_log"]
+    for name, total in result["default_moments"].items():
+        assert result["mirrored_moments"][name] == pytest.approx(total, rel=0.05), name
     for tag, values in result["default"].items():
         assert len(values) == 3
         # Same data, same initial weights: only the summation order of the all-reduce differs.

@@ -203,3 +203,17 @@ def test_translate_file_applies_the_same_rule(tiny_generator, tmp_path):
         translate_file(images, str(tmp_path / "thin.png"), str(tmp_path / "out.png"))
     translate_file(images, str(tmp_path / "thin.png"), str(tmp_path / "out.png"), image_size=64)
     assert Image.open(tmp_path / "out.png").size == (64, 64)
+
+
+def test_export_of_a_run_whose_settings_do_not_fit_its_checkpoint_is_one_line(copy_run, tmp_path):
+    run_dir = copy_run()
+    path = os.path.join(run_dir, "config.json")
+    settings = json.load(open(path))
+    json.dump({**settings, "ngf": 4}, open(path, "w"))  # the checkpoint holds ngf 8 networks
+    result = run_script("export_graph.py", f"--checkpoint_dir={run_dir}",
+                        f"--XtoY_model={tmp_path / 'a'}", f"--YtoX_model={tmp_path / 'b'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [line for line in result.stderr.splitlines()
+                                                  if line.startswith("error: ")]
+    assert "does not hold a generator matching" in result.stderr
+    assert not (tmp_path / "a").exists()

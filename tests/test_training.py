@@ -343,3 +343,18 @@ def test_tfrecords_corrupt_mid_file_stops_training_with_the_path(copy_run, demo_
     from cyclegan_tf.data import DataError
     with pytest.raises(DataError, match="corrupt record while reading .*truncated X.tfrecords"):
         train(config, log=lambda *_: None)
+
+
+def test_a_cli_error_is_one_line_without_tensorflows_start_up_noise(tmp_path):
+    env_without_quiet = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--X=missing.tfr"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={**env_without_quiet, "PYTHONPATH": REPO})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: tfrecords missing.tfr not found: make it with "
+                                          "build_data.py (--X_output_file/--Y_output_file), or "
+                                          "fix the path"], result.stderr
+    verbose = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--X=missing.tfr",
+                              "--verbosity=1"], capture_output=True, text=True, cwd=tmp_path,
+                             timeout=120, env={**env_without_quiet, "PYTHONPATH": REPO})
+    assert "Traceback" in verbose.stderr and len(verbose.stderr.splitlines()) > 5
