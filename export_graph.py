@@ -43,7 +43,7 @@ def main(argv):
         raise export.ExportError("--checkpoint_dir is required: the run folder train.py wrote")
     config = Config.load(FLAGS.checkpoint_dir)
     if config.model in GENERATOR_MODELS:
-        return _export_generator(config)
+        return _export_generator(config, formats)
     if FLAGS.generator_model:
         raise export.ExportError(f"--generator_model is for dcgan / wgangp runs; "
                                  f"{FLAGS.checkpoint_dir} is a {config.model} run: give "
@@ -56,15 +56,19 @@ def main(argv):
                                      "drop the flag")
     paths = export.export_run(FLAGS.checkpoint_dir, _output_path(FLAGS.XtoY_model),
                               _output_path(FLAGS.YtoX_model), FLAGS.max_pixels, formats=formats)
+    _print_portable(paths, formats)
+
+
+def _print_portable(paths, formats) -> None:
     for path in paths:
         for name in formats:
             if name in portable.FILE_NAMES:
                 print(f"exported {os.path.join(path, portable.FILE_NAMES[name])}")
 
 
-def _export_generator(config: Config) -> None:
+def _export_generator(config: Config, formats: list[str]) -> None:
     """One SavedModel for a DCGAN / WGAN-GP run (sampling.py lists its signatures)."""
-    given = [f"--{name}" for name in ("XtoY_model", "YtoX_model", "formats", "image_size", "ngf",
+    given = [f"--{name}" for name in ("XtoY_model", "YtoX_model", "image_size", "ngf",
                                       "norm") if FLAGS[name].present]
     if given:
         raise export.ExportError(f"{' '.join(given)}: not for a {config.model} run, which exports "
@@ -72,7 +76,9 @@ def _export_generator(config: Config) -> None:
     if not FLAGS.generator_model:
         raise export.ExportError(f"{FLAGS.checkpoint_dir} is a {config.model} run: give "
                                  "--generator_model NAME (its SavedModel, under pretrained/)")
-    sampling.export_generator_run(FLAGS.checkpoint_dir, _output_path(FLAGS.generator_model))
+    path = sampling.export_generator_run(FLAGS.checkpoint_dir, _output_path(FLAGS.generator_model),
+                                         formats=formats)
+    _print_portable([path], formats)
 
 
 if __name__ == "__main__":

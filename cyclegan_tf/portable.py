@@ -96,11 +96,28 @@ def portable_function(generator: "keras.Model"):
     return translate
 
 
+def noise_function(generator: "keras.Model"):
+    """A DCGAN / WGAN-GP generator as a tf.function: noise "z" [N, z_dim] -> "images" [N, H, W, 3]
+    in [-1, 1], as the generator SavedModel's serving_default."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, generator.z_dim], tf.float32, name="z")])
+    def generate(z):
+        return {"images": tf.clip_by_value(generator(z, training=False), -1.0, 1.0)}
+
+    return generate
+
+
+def _function_for(generator: "keras.Model"):
+    """A translator's portable_function, or a noise generator's noise_function."""
+    return noise_function(generator) if hasattr(generator, "z_dim") else portable_function(generator)
+
+
 def write_onnx(generator: "keras.Model", path: str) -> str:
     """Converts the generator with tf2onnx (opset 17) into an ONNX file at path."""
     tf2onnx = _require("tf2onnx", "ONNX export")
     _require("onnx", "ONNX export")
-    function = portable_function(generator)
+    function = _function_for(generator)
     # The returned model_proto is written by tf2onnx itself (output_path).
     tf2onnx.convert.from_function(function, input_signature=function.input_signature,
                                   opset=ONNX_OPSET, output_path=path)
@@ -112,7 +129,7 @@ def write_tflite(generator: "keras.Model", path: str) -> str:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
-    concrete = portable_function(generator).get_concrete_function()
+    concrete = _function_for(generator).get_concrete_function()
     # Without freezing, the converter keeps Keras 3's variables as READ_VARIABLE ops and the
     # interpreter returns NaN or fails; frozen, the weights become constants.
     frozen = convert_variables_to_constants_v2(concrete)
@@ -137,7 +154,8 @@ def write_portable(generator: "keras.Model", folder: str, formats: Sequence[str]
 
 
 def onnx_runner(path: str, threads: int | None = None) -> Callable[["np.ndarray"], "np.ndarray"]:
-    """An onnxruntime session on the CPU as a function: float32 [N, H, W, 3] -> same shape."""
+    """An onnxruntime session on the CPU as a function of its one input: float32 images
+    [N, H, W, 3] -> the same shape (a translator), or noise [N, z_dim] -> images (a generator)."""
     ort = _require("onnxruntime", "Running an ONNX model")
     options = ort.SessionOptions()
     if threads:
@@ -145,8 +163,10 @@ def onnx_runner(path: str, threads: int | None = None) -> Callable[["np.ndarray"
         options.inter_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
-    def run(images: "np.ndarray") -> "np.ndarray":
-        return session.run(None, {INPUT_NAME: images})[0]
+    input_name = session.get_inputs()[0].name
+
+    def run(inputs: "np.ndarray") -> "np.ndarray":
+        return session.run(None, {input_name: inputs})[0]
     return run
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cyclegan_tf import files
+from cyclegan_tf import files, portable
 from cyclegan_tf.config import GENERATOR_MODELS, Config
 from cyclegan_tf.errors import ExportError, OutputError
 from cyclegan_tf.export import METADATA_FILE, restore_latest
@@ -77,10 +77,12 @@ class Sampler(tf.Module):
         }
 
 
-def export_generator_run(run_dir: str, export_dir: str,
-                         log: Callable[[str], None] = print) -> str:
+def export_generator_run(run_dir: str, export_dir: str, log: Callable[[str], None] = print,
+                         formats: Sequence[str] = ("saved_model",)) -> str:
     """Writes the SavedModel of a DCGAN / WGAN-GP run's G_ema at export_dir, which must be new or
-    an earlier export of this package (files.check_outputs: refused before any work)."""
+    an earlier export of this package (files.check_outputs: refused before any work), with
+    model.onnx / model.tflite in its folder for "onnx" / "tflite" in formats (z in, images out)."""
+    portable.require_formats(formats)  # a missing extra fails before anything is written
     replaced = files.check_outputs([files.Output(export_dir, "saved_model")], inputs=[run_dir])
     generator, config = load_ema_generator(run_dir)
     sampler = Sampler(generator)
@@ -90,6 +92,7 @@ def export_generator_run(run_dir: str, export_dir: str,
     # Written beside and swapped in when complete (files.py): a crash leaves the old export.
     with files.atomic_folder(export_dir, kind="saved_model") as tmp_dir:
         tf.saved_model.save(sampler, tmp_dir, signatures=sampler.signatures())
+        portable.write_portable(generator, tmp_dir, [f for f in formats if f != "saved_model"])
         os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp_dir, METADATA_FILE), "w", encoding="utf-8") as f:  # the marker
             json.dump(metadata, f, indent=2, sort_keys=True)

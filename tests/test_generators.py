@@ -10,8 +10,9 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from conftest import REPO, run_script
+from tests.conftest import REPO, run_script
 
 TINY_GEN = dict(image_size=64, ngf=8, ndf=8, batch_size=4, z_dim=16, save_every=100,
                 summary_every=2, log_every=1)
@@ -119,8 +120,11 @@ def test_faces_workflow_one_domain_dcgan_export_and_plain_tensorflow(faces, tmp_
                       "--checkpoint_dir", run)
     assert done.returncode == 0, done.stderr
     model = str(tmp_path / "faces")
-    done = run_script("export_graph.py", "--checkpoint_dir", run, "--generator_model", model)
+    done = run_script("export_graph.py", "--checkpoint_dir", run, "--generator_model", model,
+                      "--formats", "saved_model,onnx,tflite")
     assert done.returncode == 0, done.stderr
+    assert sorted(n for n in os.listdir(model) if n.startswith("model.")) == ["model.onnx",
+                                                                            "model.tflite"]
     done = run_script("export_graph.py", "--checkpoint_dir", run, "--XtoY_model", model)
     assert done.returncode == 2 and "--generator_model" in done.stderr
 
@@ -143,6 +147,16 @@ def test_faces_workflow_one_domain_dcgan_export_and_plain_tensorflow(faces, tmp_
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                           cwd=str(tmp_path), env=env, timeout=300)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+    # ONNX and LiteRT make the same images from the same noise.
+    from cyclegan_tf import portable
+    z = np.random.default_rng(0).standard_normal((3, 128)).astype(np.float32)
+    expected = tf.saved_model.load(model).signatures["serving_default"](z=tf.constant(z))["images"]
+    for runner in (portable.onnx_runner, portable.tflite_runner):
+        got = runner(os.path.join(model, portable.FILE_NAMES[
+            "onnx" if runner is portable.onnx_runner else "tflite"]))(z)
+        assert got.shape == (3, 64, 64, 3)
+        assert np.abs(got - expected.numpy()).max() < 1e-3, runner.__name__
 
     gif = str(tmp_path / "walk.gif")
     done = run_script("inference.py", "--model", model, "--interpolate", "3", "--frames", "4",
