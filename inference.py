@@ -1,12 +1,12 @@
 """Translate an image (or a folder of images) with an exported model.
 
-  python inference.py --model pretrained/apple2orange.pb --input apple.jpg --output orange.jpg
+  python inference.py --model pretrained/apple2orange --input apple.jpg --output orange.jpg
 By default the output keeps the input's size and aspect; --image_size N gives the classic
 behaviour (resize to an N x N square first).
 
 A generator (export_graph.py --generator_model) makes new images instead:
   python inference.py --model pretrained/faces --num 64 --seed 0 --output faces.png  # a grid
-  python inference.py --model pretrained/faces --num 64 --output faces/       # 64 PNG files
+  python inference.py --model pretrained/faces --num 64 --output samples/faces/  # 64 PNGs
   python inference.py --model pretrained/faces --interpolate 8 --output walk.gif
 """
 from absl import flags
@@ -15,7 +15,7 @@ from cyclegan_tf import cli
 from cyclegan_tf.errors import ConfigError
 from cyclegan_tf.translate import ImageTranslator, plan_translations, translate_path
 
-flags.DEFINE_string("model", "pretrained/apple2orange.pb",
+flags.DEFINE_string("model", "pretrained/apple2orange",
                     "exported SavedModel folder (or a run folder, with --direction)")
 flags.DEFINE_string("direction", "XtoY", "with a run folder as --model: XtoY (G) or YtoX (F)")
 flags.DEFINE_string("input", "input_sample.jpg", "image file, or a folder of images")
@@ -32,45 +32,13 @@ flags.DEFINE_float("truncation", 1.0, "generator: noise scaled by this (< 1: mor
 FLAGS = flags.FLAGS
 
 
-def generate(argv) -> int:
-    """New images from a generator model: a grid, a folder of PNGs, or a GIF."""
-    from PIL import Image
-
-    from cyclegan_tf import files, sampling
-    if FLAGS.num < 1 and FLAGS.interpolate < 1:
-        raise ConfigError(f"{FLAGS.model} makes new images: pass --num N (a grid, or N PNGs with "
-                          "--output DIR/) or --interpolate K (an animated GIF through K images)")
-    if FLAGS.num and FLAGS.interpolate:
-        raise ConfigError("give --num (images) or --interpolate (a GIF), not both")
-    if FLAGS.truncation <= 0 or FLAGS.frames < 1:
-        raise ConfigError("--truncation must be > 0 and --frames >= 1")
-    output = FLAGS.output if FLAGS["output"].present else (
-        "faces.gif" if FLAGS.interpolate else "faces.png")
-    if FLAGS.interpolate and not output.lower().endswith(".gif"):
-        raise ConfigError(f"--interpolate writes an animated GIF: end --output with .gif, not "
-                          f"{output}")
-    paths = sampling.check_sample_outputs(output, FLAGS.num)  # refused before the model loads
-    generator = sampling.ImageGenerator.load(FLAGS.model)
-    count = FLAGS.interpolate or FLAGS.num
-    z = sampling.noise(FLAGS.seed, count, generator.z_dim).numpy() * FLAGS.truncation
-    if FLAGS.interpolate:
-        frames = generator.generate(sampling.walk(z, FLAGS.frames))
-        sampling.save_gif(frames, output)
-        print(f"wrote {output} ({len(frames)} frames)")
-    elif sampling.is_folder_output(output):
-        for image, path in zip(generator.generate(z), paths):
-            files.save_image(Image.fromarray(image), path)
-        print(f"wrote {len(paths)} images into {output}")
-    else:
-        files.save_image(sampling.grid(generator.generate(z)), output)
-        print(f"wrote {output} ({count} images)")
-    return 0
-
-
 def main(argv):
     from cyclegan_tf import sampling
     if sampling.is_generator(FLAGS.model):
-        return generate(argv)
+        output = FLAGS.output if FLAGS["output"].present else None
+        print(sampling.write_samples(FLAGS.model, output, FLAGS.num, FLAGS.interpolate,
+                                     FLAGS.frames, FLAGS.seed, FLAGS.truncation))
+        return 0
     if FLAGS.num or FLAGS.interpolate:
         raise ConfigError(f"--num and --interpolate are for generator models (export_graph.py "
                           f"--generator_model); {FLAGS.model} is not one")

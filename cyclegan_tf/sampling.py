@@ -21,7 +21,7 @@ from PIL import Image
 
 from cyclegan_tf import files, portable
 from cyclegan_tf.config import GENERATOR_MODELS, Config
-from cyclegan_tf.errors import ExportError, OutputError
+from cyclegan_tf.errors import ConfigError, ExportError, OutputError
 from cyclegan_tf.export import METADATA_FILE, restore_latest
 from cyclegan_tf.generators import NoiseGenerator, build_noise_generator
 
@@ -197,3 +197,35 @@ def save_gif(frames: np.ndarray, path: str, duration_ms: int = 80) -> str:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=duration_ms, loop=0, **files.image_save_options(path))
     return path
+
+
+def write_samples(model: str, output: str | None, num: int = 0, interpolate: int = 0,
+                  frames: int = 16, seed: int = 0, truncation: float = 1.0) -> str:
+    """New images from a generator model: num images as a grid (output.png) or a folder of PNGs
+    (output ending in /), or an animated GIF walking through `interpolate` images. Outputs are
+    checked before the model loads. Returns what was written, in words."""
+    if num < 1 and interpolate < 1:
+        raise ConfigError(f"{model} makes new images: pass --num N (a grid, or N PNGs with "
+                          "--output DIR/) or --interpolate K (an animated GIF through K images)")
+    if num and interpolate:
+        raise ConfigError("give --num (images) or --interpolate (a GIF), not both")
+    if truncation <= 0 or frames < 1:
+        raise ConfigError("--truncation must be > 0 and --frames >= 1")
+    output = output or ("faces.gif" if interpolate else "faces.png")
+    if interpolate and not output.lower().endswith(".gif"):
+        raise ConfigError(f"--interpolate writes an animated GIF: end --output with .gif, not "
+                          f"{output}")
+    paths = check_sample_outputs(output, num)  # refused before the model loads
+    generator = ImageGenerator.load(model)
+    count = interpolate or num
+    z = noise(seed, count, generator.z_dim).numpy() * truncation
+    if interpolate:
+        images = generator.generate(walk(z, frames))
+        save_gif(images, output)
+        return f"wrote {output} ({len(images)} frames)"
+    if is_folder_output(output):
+        for image, path in zip(generator.generate(z), paths):
+            files.save_image(Image.fromarray(image), path)
+        return f"wrote {len(paths)} images into {output}"
+    files.save_image(grid(generator.generate(z)), output)
+    return f"wrote {output} ({count} images)"
