@@ -43,6 +43,10 @@ def main(argv):
     outputs = [path for d in written
                for path in data.shard_paths(FLAGS[f"{d}_output_file"].value, FLAGS.num_shards)]
     data.prepare_outputs(outputs, inputs)  # refused before any work, every domain at once
+    for folder in inputs:  # a missing or empty folder fails before the first domain is written
+        if not data.list_image_files(folder)[0]:
+            raise data.DataError(f"no image files in {folder} (looked for "
+                                 f"{', '.join(data.IMAGE_EXTENSIONS)})")
     for domain in written:
         output = FLAGS[f"{domain}_output_file"].value
         if FLAGS.tfds:

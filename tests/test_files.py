@@ -162,7 +162,13 @@ def test_build_data_refuses_other_files_and_two_domains_in_one_file(tmp_path, de
                        f"--X_output_file={tmp_path / 'notes.txt'}",
                        f"--Y_output_file={tmp_path / 'b'}")
     assert other.returncode == 2 and "not a tfrecords file" in other.stderr, other.stderr
-    assert snapshot(tmp_path) == before
+    (tmp_path / "empty").mkdir()
+    before = snapshot(tmp_path)
+    empty_y = run_script("build_data.py", f"--X_input_dir={demo_data['testA']}",
+                         f"--Y_input_dir={tmp_path / 'empty'}", f"--X_output_file={tmp_path / 'x'}",
+                         f"--Y_output_file={tmp_path / 'y'}")
+    assert empty_y.returncode == 2 and "no image files" in empty_y.stderr, empty_y.stderr
+    assert snapshot(tmp_path) == before  # X not written either
     for _ in range(2):  # its own tfrecords are replaced
         report = data.build_tfrecords(demo_data["testA"], str(tmp_path / "x.tfrecords"),
                                       log=lambda _: None)
