@@ -199,12 +199,12 @@ class NoiseGAN(tf.Module):
                          replica_id() * 2**32 + self.step * self.streams + stream])
         return tf.random.stateless_normal([count, self.config.z_dim], seed)
 
-    def sample_images(self, real: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The TensorBoard row: fixed-noise samples of G_ema and G beside real images."""
-        real = real[:3]
-        z = self.fixed_noise[:tf.shape(real)[0]]
+    def summary_images(self) -> dict[str, tf.Tensor]:
+        """The TensorBoard row's fixed-noise samples of G_ema and G, made when a summary is
+        written (the Trainer asks), not in every training step."""
+        z = self.fixed_noise[:3]
         return {"G_ema(z_fixed)": self.G_ema(z, training=False),
-                "G(z_fixed)": self.G(z, training=False), "x": real}
+                "G(z_fixed)": self.G(z, training=False)}
 
 
 def _bce(logits: tf.Tensor, label: float) -> tf.Tensor:
@@ -237,7 +237,7 @@ class DCGAN(NoiseGAN):
             "losses": {"G/loss": G_total, "D/loss": D_total,
                        "D/real_prob": average(tf.sigmoid(score_real)),
                        "D/fake_prob": average(tf.sigmoid(score_fake))},
-            "images": self.sample_images(real),
+            "images": {"x": real[:3]},
             "scores": {"D/real": score_real, "D/fake": score_fake},
         }
 
@@ -283,6 +283,6 @@ class WGANGP(NoiseGAN):
             "losses": {"G/loss": G_total, "critic/loss": D_total,
                        "critic/wasserstein": average(wasserstein),
                        "critic/penalty": average(penalty)},
-            "images": self.sample_images(real_i),
+            "images": {"x": real_i[:3]},
             "scores": {"critic/real": score_real, "critic/fake": score_fake},
         }

@@ -197,6 +197,8 @@ def write_summaries(writer, step: int, model, outputs: dict, learning_rate: floa
         for name, scores in outputs.get("scores", {}).items():
             tf.summary.histogram(name, local(scores))
         images = {name: local(value)[:3] for name, value in outputs.get("images", {}).items()}
+        if hasattr(model, "summary_images"):  # images the step does not make (a generator's)
+            images.update(model.summary_images())
         for row, names in model.image_rows.items():
             grid = tf.concat([images[n] for n in names], axis=2)  # side by side
             tf.summary.image(f"{row}: {' | '.join(names)}", (grid + 1.0) / 2.0, max_outputs=3)
