@@ -23,8 +23,11 @@ setup(
         # ONNX and LiteRT export (export_graph.py --formats) and their runtimes; tested together
         # with TF 2.21 (protobuf 7): tf2onnx 1.17.0, onnx 1.23.2, onnxruntime 1.32.0, litert 2.3.0.
         "export": ["tf2onnx==1.17.0", "onnx>=1.23", "onnxruntime>=1.32", "ai-edge-litert>=2.3"],
-        # The tests include the export parity tests, so CI needs the export extra too.
+        # Faces: MTCNN, a face detector with five landmarks whose weights ship inside its wheel
+        # (offline), also the offline feature network of evaluate.py --fid_network face.
+        "faces": ["mtcnn==1.0.0"],
+        # The tests run the export parity tests and the real detector, so CI needs both extras.
         "test": ["pytest", "scipy", "tf2onnx==1.17.0", "onnx>=1.23", "onnxruntime>=1.32",
-                 "ai-edge-litert>=2.3"],
+                 "ai-edge-litert>=2.3", "mtcnn==1.0.0"],
     },
 )

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # New faces from noise, end to end as a user runs it: build_data (one domain) -> train.py --model
-# dcgan|wgangp (64 px) -> export_graph --generator_model -> inference (500 samples) -> an
-# independent face detector. Prints one JSON line: the face rate of the samples and the wall time.
+# dcgan|wgangp (64 px) -> evaluate.py (FID/KID at POINTS checkpoints along the run) ->
+# export_graph --generator_model -> inference (500 samples) -> an independent face detector.
+# Prints one JSON line: the face rate of the samples, FID/KID along the run, the times.
 #   bash benchmarks/faces_generate.sh            # FACES=../shared/data/faces WORK=/tmp/faces_generate
 # Knobs (environment): MODEL=dcgan (or wgangp) STEPS=4000 SIZE=64 NGF=64 NDF=64 BATCH=64
-# PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500. The training set is all
-# of trainA + trainB (5000 crops). Rerunning with the same WORK resumes the training.
-# Not measured by this script yet: FID/KID at several points of the run (issue #12).
+# PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500 POINTS=5. The training set
+# is all of trainA + trainB (5000 crops), and FID/KID compare 500 samples with all of it.
+# FID_WEIGHTS=classify_image_graph_def.pb (or inception-2015-12-05.tgz) gives the standard FID;
+# without it, FID_NETWORK=inception uses Keras' InceptionV3 (downloaded), and the default, face,
+# MTCNN's face network, which needs no download but is not FID (see cyclegan_tf/features.py).
+# Rerunning with the same WORK resumes the training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FACES=${FACES:-../shared/data/faces}
@@ -18,7 +22,10 @@ NGF=${NGF:-64}
 NDF=${NDF:-64}
 BATCH=${BATCH:-64}
 SAMPLES=${SAMPLES:-500}
+POINTS=${POINTS:-5}
 PRECISION=${PRECISION:-auto}
+FID_WEIGHTS=${FID_WEIGHTS:-}
+FID_NETWORK=${FID_NETWORK:-$([ -n "$FID_WEIGHTS" ] && echo inception || echo face)}
 if [ "$PRECISION" = auto ]; then
   PRECISION=off
   grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && PRECISION=bf16
@@ -32,19 +39,38 @@ for half in trainA trainB; do  # one domain from two folders: two files, read to
   [ -f "$WORK/faces_$half.tfrecords" ] || "$PY" build_data.py --X_input_dir "$FACES/$half" \
     --X_output_file "$WORK/faces_$half.tfrecords" --image_size "$SIZE" >&2
 done
+# POINTS checkpoints along the run are kept, for FID/KID along it.
+train_start=$(date +%s)
 "$PY" train.py --model "$MODEL" --X "$WORK/faces_*.tfrecords" --checkpoint_dir "$WORK/run_$MODEL" \
   --image_size "$SIZE" --ngf "$NGF" --ndf "$NDF" --batch_size "$BATCH" --max_steps "$STEPS" \
-  --mixed_precision "$PRECISION" --save_every 500 --summary_every 250 --log_every 250 >&2
+  --mixed_precision "$PRECISION" --save_every $((STEPS / POINTS)) --keep_checkpoints "$POINTS" \
+  --summary_every 250 --log_every 50 >&2
+# The training time of the run that trained it (a rerun only finds it finished).
+[ -f "$WORK/run_$MODEL/train_seconds" ] || echo $(($(date +%s) - train_start)) > "$WORK/run_$MODEL/train_seconds"
+mkdir -p "$WORK/evaluation_$MODEL"
+for step in $(seq $((STEPS / POINTS)) $((STEPS / POINTS)) "$STEPS"); do
+  "$PY" evaluate.py --checkpoint_dir "$WORK/run_$MODEL" --step "$step" --X "$WORK/faces_*.tfrecords" \
+    --num "$SAMPLES" --fid_network "$FID_NETWORK" ${FID_WEIGHTS:+--fid_weights "$FID_WEIGHTS"} \
+    --batch_size 64 --output_dir "$WORK/evaluation_$MODEL/$step" | tail -1 > "$WORK/evaluation_$MODEL/$step.json"
+done
 "$PY" export_graph.py --checkpoint_dir "$WORK/run_$MODEL" --generator_model "$WORK/$MODEL" >&2
 "$PY" inference.py --model "$WORK/$MODEL" --num "$SAMPLES" --seed 1 --output "$WORK/samples_$MODEL/" >&2
 "$PY" inference.py --model "$WORK/$MODEL" --num 64 --seed 1 --output "$WORK/grid_$MODEL.png" >&2
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
-"$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" <<'EOF'
-import json, sys
-judged, model, steps, precision, seconds = sys.argv[1:]
+"$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" <<'EOF'
+import glob, json, os, sys
+judged, model, steps, precision, seconds, work = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
+points = sorted((json.load(open(path)) | {"step": int(os.path.basename(path)[:-5])}
+                 for path in glob.glob(f"{work}/evaluation_{model}/*.json")),
+                key=lambda point: point["step"])
+with open(f"{work}/run_{model}/train_seconds") as f:
+    train_seconds = int(f.read())
 print(json.dumps({"model": model, "steps": int(steps), "precision": precision,
                   "samples": judge["images"], "face_rate": judge["face_rate"],
-                  "wall_seconds": int(seconds)}))
+                  "feature_network": points[-1]["feature_network"],
+                  "fid_kid_along_run": [[p["step"], round(p["fid"], 4), round(p["kid"], 5)]
+                                        for p in points],
+                  "train_seconds": train_seconds, "wall_seconds": int(seconds)}))
 EOF

@@ -7,10 +7,13 @@ so tests can pass fakes. Metrics, all computed on the images as given (see load_
   identity_l1_G   mean |y - G(y)|                           identity_l1_F   mean |x - F(x)|
   fid_XtoY, kid_XtoY  G(X) against the real Y               fid_YtoX, kid_YtoX  F(Y) against real X
   fid_X_Y, kid_X_Y    real X against real Y: the "nothing learned" reference for the two above
-FID and KID use the 2048-d average-pool features of Keras' ImageNet InceptionV3 at 299 px. Those
-are not the weights of the original TF FID graph, so the values compare runs of this project with
-each other, not with published numbers. FID is biased upwards on small sets (a few hundred
-images); KID is unbiased, so prefer it there.
+
+A generator (DCGAN, WGAN-GP) is scored by evaluate_generator: FID and KID of its samples against
+real images. FID and KID are computed in the features of the network features.py names in every
+metrics.json ("feature_network"): the standard FID Inception graph when a user has it, else
+Keras' ImageNet InceptionV3, whose figures compare runs of this project with each other but never
+with published FID. FID is biased upwards on small sets (a few hundred images); KID is unbiased,
+so prefer it there.
 """
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ import json
 import os
 from typing import Callable, Iterable, Sequence, Union
 
-import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -28,26 +30,18 @@ from cyclegan_tf.config import ConfigError
 from cyclegan_tf.data import (BadImage, DataError, check_tfrecords, iterate_images,
                               list_image_files, read_image, resolve_tfrecords)
 from cyclegan_tf.export import METADATA_FILE, ExportError
+from cyclegan_tf.features import FeatureNetwork, Features, feature_network
 from cyclegan_tf.grids import contact_sheet
 from cyclegan_tf.progress import Progress
+from cyclegan_tf.sampling import ImageGenerator, grid, noise
 from cyclegan_tf.translate import ImageTranslator
 
 Translate = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> uint8 [N, H, W, 3]
-Features = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> float [N, D]
 NamedImage = tuple[str, np.ndarray]
 Images = Union[Sequence[NamedImage], Sequence[np.ndarray], np.ndarray]
 
-INCEPTION_SIZE = 299
-INCEPTION_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-INCEPTION_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
-                 + INCEPTION_FILE)
-INCEPTION_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"  # the hash keras.applications checks
 KID_SUBSET_SIZE = 1000  # as in the reference KID implementation
 GRID_ROWS = 8  # images shown in each grid PNG
-
-
-class FIDWeightsError(ConfigError):
-    """The InceptionV3 weights for FID/KID are missing or unusable; the message says what to do."""
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -232,85 +226,23 @@ def kid(feats_a: np.ndarray, feats_b: np.ndarray, n_subsets: int = 100,
     return float(np.mean(kid_subsets(feats_a, feats_b, n_subsets, subset_size, seed)))
 
 
-# -- InceptionV3 features --------------------------------------------------------------------------
-
-def _keras_cache_paths() -> list[str]:
-    """Where keras.applications keeps the downloaded file: $KERAS_HOME or ~/.keras, and /tmp/.keras
-    when the home folder is not writable."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return [os.path.join(home, "models", INCEPTION_FILE),
-            os.path.join("/tmp", ".keras", "models", INCEPTION_FILE)]
-
-
-def _missing_weights_help(looked_at: Sequence[str]) -> str:
-    return ("FID/KID need the Keras InceptionV3 ImageNet weights (no top), which were not found "
-            f"(looked at {', '.join(looked_at)}). Download {INCEPTION_URL} and either put it at "
-            f"{looked_at[0]} or pass its path with --fid_weights; or pass --nofid to skip FID/KID.")
-
-
-def inception_weights_path(weights: str | None = None, cache_dir: str | None = None,
-                           download: bool = True) -> str:
-    """The weights file to use: weights if given (it must exist), else the Keras cache copy,
-    downloaded there first if download is set and it is missing.
-
-    cache_dir: the Keras home folder to look in (default $KERAS_HOME or ~/.keras).
-    """
-    if weights and weights != "imagenet":
-        if not os.path.isfile(weights):
-            raise FIDWeightsError(
-                f"--fid_weights {weights} does not exist: give the path of {INCEPTION_FILE} "
-                f"(download it from {INCEPTION_URL}), leave --fid_weights empty to use the Keras "
-                "cache, or pass --nofid to skip FID/KID")
-        return weights
-    candidates = ([os.path.join(cache_dir, "models", INCEPTION_FILE)] if cache_dir
-                  else _keras_cache_paths())
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    if not download:
-        raise FIDWeightsError(_missing_weights_help(candidates))
-    try:
-        if cache_dir:  # Keras silently falls back to /tmp/.keras for a folder not yet made
-            os.makedirs(cache_dir, exist_ok=True)
-        return keras.utils.get_file(INCEPTION_FILE, INCEPTION_URL, cache_subdir="models",
-                                    file_hash=INCEPTION_MD5, cache_dir=cache_dir)
-    except Exception as e:  # offline, proxy, disk full, bad hash: all end the same way for the user
-        raise FIDWeightsError(f"downloading the InceptionV3 weights failed ({e}). "
-                              + _missing_weights_help(candidates)) from None
-
-
-def inception_features(weights: str | None = None, batch_size: int = 32,
-                       cache_dir: str | None = None, download: bool = True) -> Features:
-    """A callable uint8 [N, H, W, 3] -> float32 [N, 2048]: InceptionV3 average-pool features of the
-    images resized to 299 x 299 (bilinear) and scaled by inception_v3.preprocess_input.
-
-    weights: an InceptionV3 no-top weights file (.h5, .weights.h5 or .keras); None or "imagenet"
-    uses the Keras cache (see inception_weights_path). Raises FIDWeightsError, saying what to do,
-    when the weights cannot be had, before any image is processed.
-    """
-    path = inception_weights_path(weights, cache_dir, download)
-    model = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
-                                           input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
-    try:
-        model.load_weights(path)
-    except Exception as e:  # wrong file type, a with-top or other model, truncated download
-        raise FIDWeightsError(
-            f"{path} is not usable InceptionV3 no-top weights ({str(e).splitlines()[0]}): "
-            f"replace it with {INCEPTION_URL}, or pass --nofid to skip FID/KID") from None
-
-    @tf.function(reduce_retracing=True)
-    def embed(images: tf.Tensor) -> tf.Tensor:
-        x = tf.image.resize(tf.cast(images, tf.float32), (INCEPTION_SIZE, INCEPTION_SIZE),
-                            method="bilinear")
-        x = keras.applications.inception_v3.preprocess_input(x)
-        return model(x, training=False)
-
-    def features(images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images)
-        return np.concatenate([embed(tf.constant(images[i:i + batch_size])).numpy()
-                               for i in range(0, len(images), batch_size)])
-
-    return features
+def _distances(feats_a: np.ndarray, feats_b: np.ndarray, name: str, n_kid_subsets: int,
+               kid_subset_size: int, labels: tuple[str, str]) -> dict:
+    """fid_NAME, kid_NAME and kid_NAME_std (or "fid", "kid"... for an empty name); labels name
+    the two sets in kid_std_note."""
+    suffix = f"_{name}" if name else ""
+    subsets = kid_subsets(feats_a, feats_b, n_kid_subsets, kid_subset_size)
+    # A subset that is a whole set is the same set every time, so the spread would omit that
+    # set's sampling noise (with both whole: std 0), not measure it.
+    spread = min(len(feats_a), len(feats_b)) > kid_subset_size
+    metrics = {f"fid{suffix}": fid(feats_a, feats_b), f"kid{suffix}": float(np.mean(subsets)),
+               f"kid{suffix}_std": float(np.std(subsets)) if spread else None}
+    if not spread:
+        metrics["kid_std_note"] = (
+            f"no KID spread: it is taken over random subsets of {kid_subset_size} images, and "
+            f"with {len(feats_a)} {labels[0]} and {len(feats_b)} {labels[1]} images a subset is "
+            "a whole set every time")
+    return metrics
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -329,16 +261,18 @@ def _write_grid(path: str, columns: Sequence[Sequence[np.ndarray]], rows: int) -
 
 
 def evaluate(G: Translate, F: Translate, x_images: Images, y_images: Images, output_dir: str,
-             features: Features | None = None, compute_fid: bool = True,
-             fid_weights: str | None = None, batch_size: int = 16, n_kid_subsets: int = 100,
+             features: FeatureNetwork | Features | None = None, compute_fid: bool = True,
+             fid_weights: str | None = None, fid_network: str = "inception",
+             batch_size: int = 16, n_kid_subsets: int = 100,
              kid_subset_size: int = KID_SUBSET_SIZE, grid_rows: int = GRID_ROWS,
              log: Callable[[str], None] = print, inputs: Sequence[str] = ()) -> dict:
     """Translates the test images both ways, writes them and the grids, returns the metrics.
 
     G: X -> Y and F: Y -> X, callables uint8 [N, H, W, 3] -> uint8 of the same shape.
     x_images, y_images: (name, uint8 [H, W, 3]) pairs as load_images gives, or bare arrays.
-    features: the FID/KID feature extractor, uint8 [N, H, W, 3] -> [N, D]; None builds the
-    InceptionV3 one from fid_weights (see inception_features). compute_fid=False skips FID/KID.
+    features: the FID/KID network (features.FeatureNetwork, or any callable uint8 [N, H, W, 3] ->
+    [N, D], reported as "custom"); None builds features.feature_network(fid_network,
+    fid_weights). compute_fid=False skips FID/KID.
     KID is the mean over n_kid_subsets random subsets of kid_subset_size images (fewer: all of
     them); kid_*_std, their spread, is null unless both sets have more images than that, since
     subsets that are the whole set all give the same value (kid_std_note then says so).
@@ -350,7 +284,7 @@ def evaluate(G: Translate, F: Translate, x_images: Images, y_images: Images, out
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if compute_fid and features is None:  # first: missing weights fail before minutes of work
-        features = inception_features(fid_weights)
+        features = feature_network(fid_network, fid_weights)
     x_named, y_named = _named(x_images), _named(y_images)
     replaced = files.check_outputs([files.Output(output_dir, "folder")], inputs=inputs)
     xs, ys = [a for _, a in x_named], [a for _, a in y_named]
@@ -373,24 +307,57 @@ def evaluate(G: Translate, F: Translate, x_images: Images, y_images: Images, out
         log("computing FID/KID features")
         feats = {key: np.stack(_batched(features, images, batch_size))
                  for key, images in (("X", xs), ("Y", ys), ("GX", gx), ("FY", fy))}
-        # A subset that is a whole set is the same set every time, so the spread would omit
-        # that set's sampling noise (with both whole: std 0), not measure it.
-        spread = min(len(xs), len(ys)) > kid_subset_size
-        if not spread:
-            metrics["kid_std_note"] = (
-                f"no KID spread: it is taken over random subsets of {kid_subset_size} images, and "
-                f"with {len(xs)} X and {len(ys)} Y images a subset is a whole set every time")
         for name, (a, b) in {"XtoY": ("GX", "Y"), "YtoX": ("FY", "X"), "X_Y": ("X", "Y")}.items():
-            subsets = kid_subsets(feats[a], feats[b], n_kid_subsets, kid_subset_size)
-            metrics[f"fid_{name}"] = fid(feats[a], feats[b])
-            metrics[f"kid_{name}"] = float(np.mean(subsets))
-            metrics[f"kid_{name}_std"] = float(np.std(subsets)) if spread else None
+            metrics.update(_distances(feats[a], feats[b], name, n_kid_subsets, kid_subset_size,
+                                      (a.replace("GX", "G(X)").replace("FY", "F(Y)"), b)))
+        metrics["feature_network"] = getattr(features, "name", "custom")
 
     with files.atomic_folder(output_dir) as folder:
         _write_images(os.path.join(folder, "XtoY"), _output_names(n for n, _ in x_named), gx)
         _write_images(os.path.join(folder, "YtoX"), _output_names(n for n, _ in y_named), fy)
         _write_grid(os.path.join(folder, "grid_X.png"), [xs, gx, fgx], grid_rows)
         _write_grid(os.path.join(folder, "grid_Y.png"), [ys, fy, gfy], grid_rows)
+        with open(os.path.join(folder, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+    log(f"{'replaced' if replaced else 'wrote'} {output_dir}")
+    return metrics
+
+
+def evaluate_generator(generator: ImageGenerator, real_images: Images, output_dir: str,
+                       num: int = 500, seed: int = 0,
+                       features: FeatureNetwork | Features | None = None,
+                       fid_weights: str | None = None, fid_network: str = "inception",
+                       batch_size: int = 64, n_kid_subsets: int = 100,
+                       kid_subset_size: int = KID_SUBSET_SIZE, grid_size: int = 64,
+                       log: Callable[[str], None] = print, inputs: Sequence[str] = ()) -> dict:
+    """Scores a generator (DCGAN, WGAN-GP): FID and KID of num samples against the real images.
+
+    generator: a sampling.ImageGenerator (an exported model, or a run folder at one of its steps).
+    The samples are the ones `inference.py --num NUM --seed SEED` draws. Real images of another
+    size are resized to the samples' size first (FID compares contents, not resolutions).
+    features, fid_network, fid_weights: as in evaluate. Writes metrics.json and samples.png (the
+    first grid_size samples) into output_dir, under the rules of evaluate.
+    """
+    if num < 2 or batch_size < 1:
+        raise ConfigError(f"--num must be >= 2 and --batch_size >= 1, got {num} and {batch_size}")
+    if features is None:  # first: missing weights fail before minutes of work
+        features = feature_network(fid_network, fid_weights)
+    real = [array for _, array in _named(real_images)]
+    replaced = files.check_outputs([files.Output(output_dir, "folder")], inputs=inputs)
+    log(f"drawing {num} samples (seed {seed})")
+    samples = generator.generate(noise(seed, num, generator.z_dim), batch_size)
+    height, width = samples.shape[1:3]
+    real = [array if array.shape[:2] == (height, width) else
+            np.asarray(Image.fromarray(array).resize((width, height), Image.BICUBIC))
+            for array in real]
+    log(f"computing FID/KID features of {num} samples and {len(real)} real images")
+    metrics = {"num_samples": num, "num_real": len(real), "seed": seed, "image_size": int(height),
+               **_distances(np.stack(_batched(features, list(samples), batch_size)),
+                            np.stack(_batched(features, real, batch_size)), "",
+                            n_kid_subsets, kid_subset_size, ("samples", "real")),
+               "feature_network": getattr(features, "name", "custom")}
+    with files.atomic_folder(output_dir) as folder:
+        grid(samples[:grid_size]).save(os.path.join(folder, "samples.png"))
         with open(os.path.join(folder, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
     log(f"{'replaced' if replaced else 'wrote'} {output_dir}")

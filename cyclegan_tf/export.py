@@ -43,12 +43,20 @@ def load_generator(run_dir: str, direction: str = "XtoY") -> tuple[keras.Model, 
     return generator, config
 
 
-def restore_latest(run_dir: str, **networks: keras.Model) -> str:
+def restore_latest(run_dir: str, step: int | None = None, **networks: keras.Model) -> str:
     """Restores the named networks (checkpoint names: G, F, G_ema...) from the run's latest
-    checkpoint, leaving out the rest of it; returns the checkpoint's path."""
+    checkpoint (or its ckpt-STEP), leaving out the rest of it; returns the checkpoint's path."""
     latest = tf.train.latest_checkpoint(run_dir)
     if latest is None:
         raise ExportError(f"no checkpoint in {run_dir}: train first (train.py writes ckpt-N there)")
+    if step is not None:
+        kept = tf.train.get_checkpoint_state(run_dir).all_model_checkpoint_paths
+        wanted = [path for path in kept if path.endswith(f"ckpt-{step}")]
+        if not wanted:
+            steps = ", ".join(path.rsplit("-", 1)[-1] for path in kept)
+            raise ExportError(f"{run_dir} has no checkpoint of step {step}; it keeps steps {steps} "
+                              "(train.py --keep_checkpoints sets how many are kept)")
+        latest = wanted[0]
     try:  # restore() itself raises on a shape mismatch, eagerly
         status = tf.train.Checkpoint(**networks).restore(latest)
         status.expect_partial()

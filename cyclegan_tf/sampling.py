@@ -34,14 +34,15 @@ def noise(seed: int | tf.Tensor, count: int | tf.Tensor, z_dim: int) -> tf.Tenso
     return tf.random.stateless_normal(tf.stack([tf.cast(count, tf.int32), z_dim]), seed)
 
 
-def load_ema_generator(run_dir: str) -> tuple[NoiseGenerator, Config]:
-    """The averaged generator G_ema of a DCGAN / WGAN-GP run folder's latest checkpoint."""
+def load_ema_generator(run_dir: str, step: int | None = None) -> tuple[NoiseGenerator, Config]:
+    """The averaged generator G_ema of a DCGAN / WGAN-GP run folder's latest checkpoint (or of
+    its checkpoint of that step)."""
     config = Config.load(run_dir)
     if config.model not in GENERATOR_MODELS:
         raise ExportError(f"{run_dir} is a {config.model} run, not a generator (dcgan, wgangp): "
                           "export it with --XtoY_model/--YtoX_model")
     generator = build_noise_generator(config, "G_ema", dtype="float32")
-    restore_latest(run_dir, G_ema=generator)
+    restore_latest(run_dir, step, G_ema=generator)
     return generator, config
 
 
@@ -124,13 +125,17 @@ class ImageGenerator:
         self._owner = owner  # a tf.function method only holds its object weakly
 
     @classmethod
-    def load(cls, path: str) -> "ImageGenerator":
+    def load(cls, path: str, step: int | None = None) -> "ImageGenerator":
+        """From a generator SavedModel, or a run folder (its latest checkpoint, or that step's)."""
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            if step is not None:
+                raise ConfigError(f"{path} is an exported model, a single generator: --step "
+                                  "picks a checkpoint of a run folder (--checkpoint_dir)")
             loaded = tf.saved_model.load(path)
             signature = loaded.signatures["generate_uint8"]
             z_dim = signature.structured_input_signature[1]["z"].shape[1]
             return cls(signature, z_dim, loaded)
-        generator, _ = load_ema_generator(path)
+        generator, _ = load_ema_generator(path, step)
         sampler = Sampler(generator)
         return cls(sampler.generate_uint8, sampler.z_dim, sampler)
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from cyclegan_tf import data, demo
 from cyclegan_tf import evaluate as ev
+from cyclegan_tf import features as fe
 from cyclegan_tf.config import ConfigError
 from cyclegan_tf.export import METADATA_FILE, ExportError
 
@@ -116,31 +117,31 @@ def test_metrics_need_two_images():
 
 def test_missing_fid_weights_file_says_what_to_do(tmp_path):
     missing = str(tmp_path / "nowhere" / "inception.h5")
-    with pytest.raises(ev.FIDWeightsError) as error:
-        ev.inception_features(missing)
+    with pytest.raises(fe.FIDWeightsError) as error:
+        fe.keras_inception_features(missing)
     message = str(error.value)
-    assert missing in message and ev.INCEPTION_URL in message and "--nofid" in message
+    assert missing in message and fe.INCEPTION_URL in message and "--nofid" in message
     assert isinstance(error.value, ConfigError)  # so the scripts end it in one line, exit 2
 
 
 def test_weights_missing_from_cache_without_download(tmp_path):
-    with pytest.raises(ev.FIDWeightsError) as error:
-        ev.inception_weights_path(cache_dir=str(tmp_path), download=False)
+    with pytest.raises(fe.FIDWeightsError) as error:
+        fe.inception_weights_path(cache_dir=str(tmp_path), download=False)
     message = str(error.value)
-    assert os.path.join(str(tmp_path), "models", ev.INCEPTION_FILE) in message
-    assert ev.INCEPTION_URL in message and "--fid_weights" in message and "--nofid" in message
+    assert os.path.join(str(tmp_path), "models", fe.INCEPTION_FILE) in message
+    assert fe.INCEPTION_URL in message and "--fid_weights" in message and "--nofid" in message
 
 
 def test_cached_weights_file_is_found(tmp_path):
-    cached = tmp_path / "models" / ev.INCEPTION_FILE
+    cached = tmp_path / "models" / fe.INCEPTION_FILE
     cached.parent.mkdir()
     cached.write_bytes(b"")
-    assert ev.inception_weights_path(cache_dir=str(tmp_path), download=False) == str(cached)
+    assert fe.inception_weights_path(cache_dir=str(tmp_path), download=False) == str(cached)
 
 
 def test_evaluate_fails_on_missing_weights_before_any_work(tmp_path):
     out = tmp_path / "eval"
-    with pytest.raises(ev.FIDWeightsError):
+    with pytest.raises(fe.FIDWeightsError):
         ev.evaluate(identity, identity, demo_images("X", 2), demo_images("Y", 2), str(out),
                     fid_weights=str(tmp_path / "missing.h5"))
     assert not out.exists()

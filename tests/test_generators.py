@@ -158,6 +158,24 @@ def test_faces_workflow_one_domain_dcgan_export_and_plain_tensorflow(faces, tmp_
         assert got.shape == (3, 64, 64, 3)
         assert np.abs(got - expected.numpy()).max() < 1e-3, runner.__name__
 
+    # evaluate.py scores the exported generator and the run's checkpoint alike, with the real
+    # offline face network, and names that network in its report.
+    scores = []
+    for source in (["--model", model], ["--checkpoint_dir", run, "--step", "3"]):
+        out = str(tmp_path / f"eval{len(scores)}")
+        done = run_script("evaluate.py", *source, "--X", records, "--num", "6",
+                          "--fid_network", "face", "--output_dir", out)
+        assert done.returncode == 0, done.stderr
+        scores.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        assert os.path.isfile(os.path.join(out, "samples.png"))
+    assert scores[0]["feature_network"] == "mtcnn-onet" and scores[0]["num_samples"] == 6
+    assert scores[0]["num_real"] == 16 and scores[0]["fid"] > 0
+    assert abs(scores[0]["fid"] - scores[1]["fid"]) < 1e-3  # the export is the run's G_ema
+    done = run_script("evaluate.py", "--checkpoint_dir", run, "--step", "2", "--X", records,
+                      "--fid_network", "face", "--output_dir", str(tmp_path / "eval_step2"))
+    assert done.returncode == 2 and "keeps steps 3" in done.stderr
+    assert not os.path.exists(tmp_path / "eval_step2")
+
     gif = str(tmp_path / "walk.gif")
     done = run_script("inference.py", "--model", model, "--interpolate", "3", "--frames", "4",
                       "--output", gif)

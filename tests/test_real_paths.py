@@ -156,7 +156,7 @@ def test_inception_weights_download_and_load_through_keras(tmp_path, monkeypatch
     import h5py
     import keras
     from keras.src.legacy.saving import legacy_h5_format
-    from cyclegan_tf import evaluate as ev
+    from cyclegan_tf import features as ev
 
     served = tmp_path / "served"
     served.mkdir()
@@ -171,14 +171,14 @@ def test_inception_weights_download_and_load_through_keras(tmp_path, monkeypatch
         with pytest.raises(ev.FIDWeightsError, match="downloading the InceptionV3 weights failed"):
             ev.inception_weights_path(cache_dir=str(tmp_path / "bad_hash"))
         monkeypatch.setattr(ev, "INCEPTION_MD5", hashlib.md5(weights.read_bytes()).hexdigest())
-        features = ev.inception_features(cache_dir=str(tmp_path / "keras"))
+        features = ev.keras_inception_features(cache_dir=str(tmp_path / "keras"))
     assert (tmp_path / "keras" / "models" / ev.INCEPTION_FILE).is_file()
     out = features(np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3), np.uint8))
     assert out.shape == (2, 2048) and np.isfinite(out).all()
 
 
 def test_inception_weights_offline_says_what_to_do(tmp_path, monkeypatch):
-    from cyclegan_tf import evaluate as ev
+    from cyclegan_tf import features as ev
     monkeypatch.setattr(ev, "INCEPTION_URL", refusing_url(ev.INCEPTION_FILE))
     start = time.perf_counter()
     with pytest.raises(ev.FIDWeightsError) as error:
