@@ -1,7 +1,9 @@
-"""Throughput of cyclegan_tf against the same CycleGAN in PyTorch (benchmarks/torch_reference.py).
+"""Throughput of cyclegan_tf against the same GANs in PyTorch (benchmarks/torch_reference.py).
 
   bash benchmarks/throughput.sh                     # the full benchmark (64, 128, 256 px, ngf 64)
   bash benchmarks/throughput.sh --quick             # a smoke test (32 px, ngf 8, 3 blocks)
+  bash benchmarks/throughput.sh --models dcgan,wgangp   # the face generators, 64 and 80 px,
+                                                    # batch 64 (--gan_sizes, --gan_batch)
   .venv/bin/python benchmarks/throughput.py --torch_python /tmp/torch-venv/bin/python ...
 
 The full run does about 26 TFLOP per framework (8 calls of each case): on 2 cores, expect 15-30
@@ -22,6 +24,9 @@ compare the frameworks. Per framework:
   inference      generator images/s at --inference_size for batch 1 and 8 (tf: the exported
                  Translator.translate_float, or the generator's call in a tf.function with
                  --tf_inference generator; torch: the generator in eval mode under inference_mode)
+  gan_step       (--models dcgan,wgangp) one training step of DCGAN or WGAN-GP at --gan_batch:
+                 steps/s and real images/s (a WGAN-GP step reads n_critic = 5 batches: five
+                 critic updates, one generator update), G_ema updated in both frameworks
 
 FLOPs are counted for convolutions only (norms, activations, padding and optimizers are left out):
 2*H_out*W_out*Cin*Cout*k*k per forward (a transposed convolution: 2*H_in*W_in*Cin*Cout*k*k, the
@@ -137,6 +142,15 @@ def train_record(framework: str, args, size: int, blocks: int, first: float, med
             "gflops": round(gflop / median, 1), "of_matmul_peak": round(gflop / median / peak, 3)}
 
 
+def gan_record(framework: str, args, model: str, size: int, batches: int, first: float,
+               median: float, **extra) -> dict:
+    return {"case": "gan_step", "model": model, "size": size, "ngf": args.ngf, "ndf": args.ndf,
+            "batch": args.gan_batch, "batches_per_step": batches, "framework": framework,
+            **extra, "first_step_s": round(first, 4), "median_step_s": round(median, 4),
+            "steps_per_s": round(1 / median, 4),
+            "images_per_s": round(args.gan_batch * batches / median, 1)}
+
+
 def inference_record(framework: str, args, batch: int, first: float, median: float,
                      **extra) -> dict:
     size = args.inference_size
@@ -177,6 +191,9 @@ def tf_worker(args) -> None:
     tf_peak = matmul_record("tf", "tf.matmul", lambda: tf.matmul(ta, tb)[0, 0].numpy(), n)
     emit(tf_peak)
     peak = tf_peak["gflops_best"]
+
+    if args.models != ["cyclegan"]:
+        return tf_gan_worker(args, variant)
 
     for size in args.sizes:
         blocks = args.blocks or default_blocks(size)
@@ -235,6 +252,31 @@ def tf_worker(args) -> None:
                               mixed_precision=args.mixed_precision))
 
 
+def tf_gan_worker(args, variant: dict) -> None:
+    import keras
+    import tensorflow as tf
+
+    from cyclegan_tf import gans
+    from cyclegan_tf.config import Config
+
+    for name in args.models:
+        for size in args.gan_sizes:
+            config = Config(model=name, image_size=size, ngf=args.ngf, ndf=args.ndf,
+                            batch_size=args.gan_batch, **variant)
+            model = gans.build_model(config)
+            step = model.distributed_step_fn(tf.distribute.get_strategy())
+            batches = model.batches_per_step
+            real = tf.random.uniform([args.gan_batch * batches, size, size, 3], -1.0, 1.0, seed=1)
+            trace = timed(lambda: step.get_concrete_function(real))
+            first, median = measure(lambda: step(real)["losses"]["G/loss"].numpy(),
+                                    args.steps, args.warmup)
+            emit(gan_record("tf", args, name, size, batches, trace + first, median, **variant,
+                            trace_s=round(trace, 4)))
+            del model, step
+            keras.backend.clear_session()
+            gc.collect()
+
+
 # -- the PyTorch worker -----------------------------------------------------------------------------
 
 def torch_worker(args) -> None:
@@ -255,6 +297,17 @@ def torch_worker(args) -> None:
     torch_peak = matmul_record("torch", "torch.mm", lambda: torch.mm(a, b), n)
     emit(torch_peak)
     peak = torch_peak["gflops_best"]
+
+    if args.models != ["cyclegan"]:
+        for name in args.models:
+            for size in args.gan_sizes:
+                model = ref.NoiseGAN(name, size, args.ngf, args.ndf)
+                real = torch.rand(args.gan_batch * model.n_critic, 3, size, size) * 2 - 1
+                first, median = measure(lambda: model.train_step(real), args.steps, args.warmup)
+                emit(gan_record("torch", args, name, size, model.n_critic, first, median))
+                del model
+                gc.collect()
+        return
 
     for size in args.sizes:
         blocks = args.blocks or default_blocks(size)
@@ -321,6 +374,16 @@ def compare(records: list[dict]) -> None:
                   "tf_over_torch": round(tf_record["steps_per_s"] / torch_record["steps_per_s"], 3),
                   "jit_compile": tf_record["jit_compile"],
                   "mixed_precision": tf_record["mixed_precision"]})
+    for tf_record in [r for r in records if r["case"] == "gan_step" and r["framework"] == "tf"]:
+        torch_record = find("gan_step", "torch", model=tf_record["model"], size=tf_record["size"])
+        if torch_record:
+            emit({"case": "ratio_gan_step", "model": tf_record["model"], "size": tf_record["size"],
+                  "batch": tf_record["batch"], "tf_images_per_s": tf_record["images_per_s"],
+                  "torch_images_per_s": torch_record["images_per_s"],
+                  "tf_over_torch": round(tf_record["images_per_s"]
+                                         / torch_record["images_per_s"], 3),
+                  "jit_compile": tf_record["jit_compile"],
+                  "mixed_precision": tf_record["mixed_precision"]})
     for tf_record in [r for r in records if r["case"] == "inference" and r["framework"] == "tf"]:
         torch_record = find("inference", "torch", batch=tf_record["batch"])
         if torch_record:
@@ -341,6 +404,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ndf", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=0, help="0: 6 up to 128 px, 9 above")
     parser.add_argument("--inference_size", type=int, default=256)
+    parser.add_argument("--models", default="cyclegan",
+                        help="cyclegan, or face generators: dcgan,wgangp (their steps only)")
+    parser.add_argument("--gan_sizes", default="64,80", help="dcgan/wgangp image sizes")
+    parser.add_argument("--gan_batch", type=int, default=64, help="dcgan/wgangp batch size")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 32 px, ngf and ndf 8, 3 blocks, 3 steps")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (inter-op is 1)")
@@ -361,6 +428,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.steps = min(args.steps, 3)
         args.warmup = min(args.warmup, 1)
     args.sizes = [int(s) for s in str(args.sizes).split(",") if s]
+    args.gan_sizes = [int(s) for s in str(args.gan_sizes).split(",") if s]
+    args.models = [m for m in args.models.split(",") if m]
+    if "cyclegan" in args.models and len(args.models) > 1:
+        parser.error("--models: cyclegan, or dcgan and/or wgangp (one benchmark at a time)")
     return args
 
 

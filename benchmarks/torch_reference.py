@@ -13,6 +13,11 @@ Same networks, losses and update order as cyclegan_tf.cyclegan.CycleGAN.train_st
     joint generator backward (the discriminators' weights frozen, as the reference does) and two
     Adam steps, then D_X and D_Y on real and on pooled (detached) fakes, backward, two Adam steps.
 
+Also DCGAN and WGAN-GP as cyclegan_tf.generators writes them (NoiseGenerator, NoiseDiscriminator,
+DCGAN.train_step, WGANGP.train_step): transposed 4x4 convolutions with batch norm + ReLU in G,
+strided 4x4 convolutions with LeakyReLU 0.2 in D (batch norm for DCGAN, layer norm over each
+image's C, H, W for the WGAN-GP critic), a moving average of G's weights updated every step.
+
 Needs only torch: this file runs in its own virtualenv (see benchmarks/throughput.sh).
 """
 from __future__ import annotations
@@ -172,9 +177,121 @@ class CycleGAN:
                 "D_Y": D_Y_loss.item()}
 
 
+# -- DCGAN and WGAN-GP ------------------------------------------------------------------------------
+
+class NoiseGenerator(nn.Module):
+    """z [N, z_dim] -> [N, 3, size, size]: 1x1 -> size/16 -> x2 four times (64 px: 4 -> 64)."""
+
+    def __init__(self, z_dim: int = 128, size: int = 64, ngf: int = 64):
+        super().__init__()
+        layers, c_in = [], z_dim
+        for i, c_out in enumerate((ngf * 8, ngf * 4, ngf * 2, ngf)):
+            conv = (nn.ConvTranspose2d(c_in, c_out, size // 16, 1, 0, bias=False) if i == 0
+                    else nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False))
+            layers += [conv, nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.1), nn.ReLU(True)]
+            c_in = c_out
+        layers += [nn.ConvTranspose2d(ngf, 3, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.z_dim = z_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(-1, self.z_dim, 1, 1))
+
+
+class NoiseDiscriminator(nn.Module):
+    """[N, 3, size, size] -> one logit per image; norm "batch" (DCGAN) or "layer" (WGAN-GP)."""
+
+    def __init__(self, size: int = 64, ndf: int = 64, norm: str = "batch"):
+        super().__init__()
+        layers, c_in, side = [], 3, size
+        for i, c_out in enumerate((ndf, ndf * 2, ndf * 4, ndf * 8)):
+            side //= 2
+            layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i == 0))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(c_out) if norm == "batch"
+                              else nn.LayerNorm([c_out, side, side]))
+            layers.append(nn.LeakyReLU(0.2, True))
+            c_in = c_out
+        layers.append(nn.Conv2d(c_in, 1, side, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)
+
+
+class NoiseGAN:
+    """DCGAN (n_critic 1, batch-norm D, cross-entropy) or WGAN-GP (n_critic critic updates on
+    their own real batches, layer-norm critic, gradient penalty); G_ema after every step."""
+
+    def __init__(self, model: str = "dcgan", size: int = 64, ngf: int = 64, ndf: int = 64,
+                 z_dim: int = 128, n_critic: int = 5, gp_weight: float = 10.0,
+                 ema_decay: float = 0.999):
+        self.wgan = model == "wgangp"
+        self.G = NoiseGenerator(z_dim, size, ngf)
+        self.D = NoiseDiscriminator(size, ndf, "layer" if self.wgan else "batch")
+        for network in (self.G, self.D):
+            network.apply(init_weights)
+            network.train()
+        self.G_ema = NoiseGenerator(z_dim, size, ngf)
+        self.G_ema.load_state_dict(self.G.state_dict())
+        self.G_ema.requires_grad_(False)
+        lr, betas = (1e-4, (0.0, 0.9)) if self.wgan else (2e-4, (0.5, 0.999))
+        self.G_optimizer = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
+        self.D_optimizer = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)
+        self.n_critic = n_critic if self.wgan else 1
+        self.gp_weight, self.ema_decay, self.z_dim = gp_weight, ema_decay, z_dim
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        alpha = torch.rand(real.shape[0], 1, 1, 1)
+        between = (real + alpha * (fake - real)).requires_grad_(True)
+        grads, = torch.autograd.grad(self.D(between).sum(), between, create_graph=True)
+        return ((grads.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        """real: n_critic batches stacked (one for DCGAN)."""
+        for real_i in real.chunk(self.n_critic):
+            z = torch.randn(real_i.shape[0], self.z_dim)
+            self.D_optimizer.zero_grad(set_to_none=True)
+            if self.wgan:
+                fake = self.G(z).detach()
+                D_loss = (self.D(fake).mean() - self.D(real_i).mean()
+                          + self.gp_weight * self.gradient_penalty(real_i, fake))
+                D_loss.backward()
+                self.D_optimizer.step()
+        if self.wgan:
+            self.G_optimizer.zero_grad(set_to_none=True)
+            self.D.requires_grad_(False)
+            G_loss = -self.D(self.G(torch.randn(real_i.shape[0], self.z_dim))).mean()
+            G_loss.backward()
+            self.D.requires_grad_(True)
+            self.G_optimizer.step()
+        else:  # the DCGAN step: one batch of fakes for both losses, as DCGAN.train_step
+            fake = self.G(z)
+            score_real, score_fake = self.D(real_i), self.D(fake.detach())
+            D_loss = (self.bce(score_real, torch.ones_like(score_real))
+                      + self.bce(score_fake, torch.zeros_like(score_fake)))
+            D_loss.backward()
+            self.D_optimizer.step()
+            self.G_optimizer.zero_grad(set_to_none=True)
+            score = self.D(fake)
+            G_loss = self.bce(score, torch.ones_like(score))
+            G_loss.backward()
+            self.G_optimizer.step()
+        with torch.no_grad():
+            for average, weight in zip(self.G_ema.state_dict().values(),
+                                       self.G.state_dict().values()):
+                if average.dtype.is_floating_point:
+                    average.lerp_(weight, 1 - self.ema_decay)
+        return {"G": G_loss.item(), "D": D_loss.item()}
+
+
 if __name__ == "__main__":  # a smoke test: python benchmarks/torch_reference.py
     torch.manual_seed(0)
     model = CycleGAN(ngf=8, ndf=8, n_blocks=3)
     x, y = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     print(model.train_step(x, y))
     print(model.G(x).shape, model.D_X(x).shape)
+    for name in ("dcgan", "wgangp"):
+        gan = NoiseGAN(name, 64, 8, 8, n_critic=2)
+        print(name, gan.train_step(torch.rand(2 * gan.n_critic, 3, 64, 64) * 2 - 1))
