@@ -6,10 +6,14 @@
       --Y_output_file data/tfrecords/zebra.tfrecords
   python build_data.py --X_input_dir faces/ --X_output_file data/tfrecords/faces.tfrecords
 Given X flags and no Y flag, only X is written (one domain: train.py --model dcgan / wgangp).
+Ordinary photos -> aligned face crops (the faces extra), the largest face of each (or all):
+  python build_data.py --X_input_dir photos/men --X_output_file data/tfrecords/men.tfrecords \
+      --align_faces --image_size 128 [--all_faces] [--face_layout pretrained/man2woman]
 """
 from absl import flags
 
-from cyclegan_tf import cli, data
+from cyclegan_tf import cli, data, faces
+from cyclegan_tf.errors import ConfigError
 
 flags.DEFINE_string("X_input_dir", "data/apple2orange/trainA", "folder of domain X images")
 flags.DEFINE_string("Y_input_dir", "data/apple2orange/trainB", "folder of domain Y images")
@@ -25,6 +29,12 @@ flags.DEFINE_string("tfds", "", "read a TensorFlow Datasets set instead of folde
                     "cycle_gan/horse2zebra (downloads on first use)")
 flags.DEFINE_string("tfds_X_split", "trainA", "TFDS split for X")
 flags.DEFINE_string("tfds_Y_split", "trainB", "TFDS split for Y")
+flags.DEFINE_boolean("align_faces", False, "photos in, aligned face crops out (the faces extra): "
+                     "the largest face of each photo, at --image_size, aligned to --face_layout")
+flags.DEFINE_boolean("all_faces", False, "--align_faces: every face of each photo")
+flags.DEFINE_string("face_layout", "", "--align_faces: align as this model (run folder or "
+                                       "SavedModel) or face_layout.json was trained; default: "
+                                       "the layout of UTKFace's aligned crops")
 flags.DEFINE_string("data_dir", None, "TFDS data folder (default ~/tensorflow_datasets)")
 FLAGS = flags.FLAGS
 
@@ -47,6 +57,15 @@ def main(argv):
         if not data.list_image_files(folder)[0]:
             raise data.DataError(f"no image files in {folder} (looked for "
                                  f"{', '.join(data.IMAGE_EXTENSIONS)})")
+    crop_faces = None
+    if FLAGS.align_faces:
+        if FLAGS.tfds or not size:
+            raise ConfigError("--align_faces reads image folders and needs --image_size (the "
+                              "side of the face crops)")
+        layout = faces.load_layout(FLAGS.face_layout) if FLAGS.face_layout else None
+        crop_faces = faces.face_cropper(size, layout, FLAGS.all_faces)
+    elif FLAGS.all_faces or FLAGS.face_layout:
+        raise ConfigError("--all_faces and --face_layout go with --align_faces")
     for domain in written:
         output = FLAGS[f"{domain}_output_file"].value
         if FLAGS.tfds:
@@ -55,7 +74,8 @@ def main(argv):
                 FLAGS.num_shards)
         else:
             report = data.build_tfrecords(FLAGS[f"{domain}_input_dir"].value, output, size,
-                                          FLAGS.num_shards, FLAGS.seed, FLAGS.max_pixels)
+                                          FLAGS.num_shards, FLAGS.seed, FLAGS.max_pixels,
+                                          crop_faces=crop_faces)
         print(report.summary())
 
 

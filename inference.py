@@ -4,6 +4,10 @@
 By default the output keeps the input's size and aspect; --image_size N gives the classic
 behaviour (resize to an N x N square first).
 
+Faces in ordinary photos (the faces extra: pip install -e ".[faces]"): every face is found,
+aligned as the model's training faces were, translated and blended back; nothing else changes.
+  python inference.py --model pretrained/man2woman --input photos/ --output out/ --align_faces
+
 A generator (export_graph.py --generator_model) makes new images instead:
   python inference.py --model pretrained/faces --num 64 --seed 0 --output faces.png  # a grid
   python inference.py --model pretrained/faces --num 64 --output samples/faces/  # 64 PNGs
@@ -13,7 +17,9 @@ from absl import flags
 
 from cyclegan_tf import cli
 from cyclegan_tf.errors import ConfigError
-from cyclegan_tf.translate import ImageTranslator, plan_translations, translate_path
+from cyclegan_tf.faces import FaceDetector, FaceLayout
+from cyclegan_tf.translate import (ImageTranslator, plan_translations, translate_faces,
+                                   translate_path)
 
 flags.DEFINE_string("model", "pretrained/apple2orange",
                     "exported SavedModel folder (or a run folder, with --direction)")
@@ -21,6 +27,12 @@ flags.DEFINE_string("direction", "XtoY", "with a run folder as --model: XtoY (G)
 flags.DEFINE_string("input", "input_sample.jpg", "image file, or a folder of images")
 flags.DEFINE_string("output", "output_sample.jpg", "image file, or a folder for a folder input")
 flags.DEFINE_integer("image_size", 0, "if > 0, resize to this square first (classic behaviour)")
+flags.DEFINE_boolean("align_faces", False, "translate the faces of ordinary photos: find each, "
+                     "align it to the model's face layout, translate, paste back")
+flags.DEFINE_string("crops", "", "--align_faces: also write each aligned face beside its "
+                                 "translation into this folder")
+flags.DEFINE_boolean("keep_faceless", False, "--align_faces: copy photos without a face "
+                                             "unchanged (default: leave them out, listed)")
 flags.DEFINE_integer("num", 0, "generator: write this many new images (a grid, or a folder of "
                      "PNGs for --output DIR/)")
 flags.DEFINE_integer("interpolate", 0, "generator: an animated GIF walking smoothly through this "
@@ -43,7 +55,19 @@ def main(argv):
         raise ConfigError(f"--num and --interpolate are for generator models (export_graph.py "
                           f"--generator_model); {FLAGS.model} is not one")
     plan_translations(FLAGS.input, FLAGS.output)  # bad outputs refused before the model loads
+    if FLAGS.align_faces:
+        if FLAGS.image_size:
+            raise ConfigError("--align_faces crops each face at the model's own size: leave out "
+                              "--image_size")
+        FaceLayout.load(FLAGS.model)  # a model without a layout fails before it loads
+        FaceDetector.check_installed()
+    elif FLAGS.crops or FLAGS.keep_faceless:
+        raise ConfigError("--crops and --keep_faceless go with --align_faces")
     translator = ImageTranslator.load(FLAGS.model, FLAGS.direction)
+    if FLAGS.align_faces:
+        report = translate_faces(translator, FLAGS.model, FLAGS.input, FLAGS.output,
+                                 FLAGS.crops, FLAGS.keep_faceless)
+        return 1 if not report.written else 0
     report = translate_path(translator, FLAGS.input, FLAGS.output, FLAGS.image_size or None)
     if len(report.written) == 1 and not report.skipped:
         print(f"wrote {report.written[0]}")

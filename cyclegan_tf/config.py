@@ -108,6 +108,9 @@ class Config:
     load_size: int = setting(0, "augment: resize to this before the random crop (0: 1.12 x "
                              "image_size; image_size: flips only, for aligned faces)")
     seed: int = setting(0, "seed of the initial weights, data order and augmentation")
+    measure_face_layout: bool = setting(True, "with the faces extra: measure where the "
+                                        "training faces' eyes, nose and mouth sit "
+                                        "(face_layout.json), for inference.py --align_faces")
     save_every: int = setting(1000, "checkpoint every N steps")
     summary_every: int = setting(100, "TensorBoard summaries every N steps")
     log_every: int = setting(100, "progress line every N steps (when not on a terminal)")

@@ -272,9 +272,13 @@ def list_image_files(input_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
 
 def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = None,
                     num_shards: int = 1, seed: int = 0, max_pixels: int = MAX_DECODE_PIXELS,
-                    log: Callable[[str], None] | None = None) -> BuildReport:
+                    log: Callable[[str], None] | None = None,
+                    crop_faces: Callable[[np.ndarray], list[np.ndarray]] | None = None
+                    ) -> BuildReport:
     """Converts every usable image of input_dir into tfrecords (shuffled with seed). Progress
-    goes to log every 1000 files (None: a bar on a terminal, else lines on stderr)."""
+    goes to log every 1000 files (None: a bar on a terminal, else lines on stderr).
+    crop_faces: photos in, aligned face crops out (faces.face_cropper): each crop is a record
+    (NAME_face0.png, ...), and a photo without a face is skipped with that reason."""
     if num_shards < 1:
         raise DataError(f"num_shards must be >= 1, got {num_shards}")
     images, others = list_image_files(input_dir)
@@ -288,11 +292,14 @@ def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = N
     with _AtomicShardWriters(report.output_files) as writers:
         for path in images:
             try:
-                encoded, height, width = encode_file_for_record(path, image_size, max_pixels)
+                records = (_face_records(path, crop_faces, max_pixels) if crop_faces else
+                           [(os.path.basename(path),
+                             *encode_file_for_record(path, image_size, max_pixels))])
             except BadImage as e:
                 report.skipped.append((path, str(e)))
             else:
-                writers.write(make_example(os.path.basename(path), encoded, height, width))
+                for name, encoded, height, width in records:
+                    writers.write(make_example(name, encoded, height, width))
             progress.update()
         progress.close()
         if writers.count == 0:
@@ -300,6 +307,17 @@ def build_tfrecords(input_dir: str, output_file: str, image_size: int | None = N
                             + "\n".join(f"  {p}: {r}" for p, r in report.skipped))
     report.written = writers.count
     return report
+
+
+def _face_records(path: str, crop_faces: Callable[[np.ndarray], list[np.ndarray]],
+                  max_pixels: int) -> list[tuple[str, bytes, int, int]]:
+    image, _ = read_image(path, max_pixels)
+    crops = crop_faces(np.asarray(image))
+    if not crops:
+        raise BadImage("no face found")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return [(f"{stem}_face{i}.png", encode_image(Image.fromarray(crop), lossy=False),
+             *crop.shape[:2]) for i, crop in enumerate(crops)]
 
 
 def build_tfrecords_from_tfds(name: str, split: str, output_file: str, data_dir: str | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 
 import keras
@@ -24,6 +25,7 @@ from cyclegan_tf.config import Config, ConfigError
 from cyclegan_tf.cyclegan import build_generator
 from cyclegan_tf.data import MAX_TRANSLATE_PIXELS
 from cyclegan_tf.errors import ExportError
+from cyclegan_tf.faces import LAYOUT_FILE
 
 MIN_SIDE = 16  # the generator's reflection padding needs at least this much image
 METADATA_FILE = files.SAVED_MODEL_MARKER  # the settings of the export, and its marker
@@ -181,9 +183,11 @@ def _png_size(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 def export_translator(generator: keras.Model, export_dir: str, metadata: dict | None = None,
                       max_pixels: int = MAX_TRANSLATE_PIXELS,
-                      formats: Sequence[str] = ("saved_model",)) -> str:
+                      formats: Sequence[str] = ("saved_model",),
+                      extra_files: Sequence[str] = ()) -> str:
     """Writes a SavedModel with the signatures listed in this module's docstring, plus
-    model.onnx / model.tflite in its folder for "onnx" / "tflite" in formats (portable.py)."""
+    model.onnx / model.tflite in its folder for "onnx" / "tflite" in formats (portable.py), and
+    copies of extra_files (the run's face layout) in its assets.extra/."""
     translator = Translator(generator, max_pixels)
     signatures = {
         "serving_default": translator.translate_bytes.get_concrete_function(),
@@ -194,10 +198,24 @@ def export_translator(generator: keras.Model, export_dir: str, metadata: dict | 
     with files.atomic_folder(export_dir, kind="saved_model") as tmp_dir:
         tf.saved_model.save(translator, tmp_dir, signatures=signatures)
         portable.write_portable(generator, tmp_dir, [f for f in formats if f != "saved_model"])
-        os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp_dir, METADATA_FILE), "w", encoding="utf-8") as f:  # the marker
-            json.dump({**(metadata or {}), "max_pixels": max_pixels}, f, indent=2, sort_keys=True)
+        write_assets_extra(tmp_dir, {**(metadata or {}), "max_pixels": max_pixels}, extra_files)
     return export_dir
+
+
+def write_assets_extra(saved_model_dir: str, metadata: dict, extra_files: Sequence[str]) -> None:
+    """assets.extra/: this package's metadata (the marker of its own exports) and extra files."""
+    folder = os.path.join(saved_model_dir, "assets.extra")
+    os.makedirs(folder, exist_ok=True)
+    for path in extra_files:
+        shutil.copyfile(path, os.path.join(folder, os.path.basename(path)))
+    with open(os.path.join(saved_model_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2, sort_keys=True)
+
+
+def run_extra_files(run_dir: str) -> list[str]:
+    """What a run folder holds beside its checkpoints that its exports carry (faces.py)."""
+    layout = os.path.join(run_dir, LAYOUT_FILE)
+    return [layout] if os.path.isfile(layout) else []
 
 
 def export_run(run_dir: str, XtoY_model: str, YtoX_model: str,
@@ -217,6 +235,6 @@ def export_run(run_dir: str, XtoY_model: str, YtoX_model: str,
         metadata = {"direction": direction, "run_dir": os.path.abspath(run_dir),
                     "checkpoint": tf.train.latest_checkpoint(run_dir), "config": config.to_dict()}
         paths.append(export_translator(generator, path, metadata, max_pixels,
-                                       formats=formats))
+                                       formats=formats, extra_files=run_extra_files(run_dir)))
         log(f"{'replaced' if path in replaced else 'exported'} {path}")
     return paths[0], paths[1]

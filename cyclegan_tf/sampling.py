@@ -22,7 +22,8 @@ from PIL import Image
 from cyclegan_tf import files, portable
 from cyclegan_tf.config import GENERATOR_MODELS, Config
 from cyclegan_tf.errors import ConfigError, ExportError, OutputError
-from cyclegan_tf.export import METADATA_FILE, restore_latest
+from cyclegan_tf.export import (METADATA_FILE, restore_latest, run_extra_files,
+                                write_assets_extra)
 from cyclegan_tf.generators import NoiseGenerator, build_noise_generator
 
 KIND = "generator"  # the metadata's "kind" of a noise -> image SavedModel
@@ -94,9 +95,7 @@ def export_generator_run(run_dir: str, export_dir: str, log: Callable[[str], Non
     with files.atomic_folder(export_dir, kind="saved_model") as tmp_dir:
         tf.saved_model.save(sampler, tmp_dir, signatures=sampler.signatures())
         portable.write_portable(generator, tmp_dir, [f for f in formats if f != "saved_model"])
-        os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp_dir, METADATA_FILE), "w", encoding="utf-8") as f:  # the marker
-            json.dump(metadata, f, indent=2, sort_keys=True)
+        write_assets_extra(tmp_dir, metadata, run_extra_files(run_dir))
     log(f"{'replaced' if export_dir in replaced else 'exported'} {export_dir}")
     return export_dir
 

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import itertools
 import math
 import os
 import shutil
@@ -17,8 +18,10 @@ from typing import Callable, Iterable, Iterator
 import keras
 import tensorflow as tf
 
+from cyclegan_tf import faces
 from cyclegan_tf.config import Config, ConfigError, merge_with_saved
-from cyclegan_tf.data import check_tfrecords, make_dataset, resolve_tfrecords
+from cyclegan_tf.data import (LOAD_SCALE, check_tfrecords, iterate_images, make_dataset,
+                              resolve_tfrecords)
 from cyclegan_tf.errors import DataError, TrainingError
 from cyclegan_tf.gans import build_model, model_class
 from cyclegan_tf.progress import Progress
@@ -272,6 +275,7 @@ class Trainer:
                 self.restore()
                 if self.chief:
                     self.config.save(self.run_dir)  # after the restore: a refused one changes nothing
+                    self.record_face_layout()
                 self.make_datasets()
                 trained = True
                 return self.loop()
@@ -325,6 +329,27 @@ class Trainer:
                     "to start a new run.") from None
             self.print(f"resumed from {self.latest} at step {int(self.model.step.numpy())}")
         self.start_step = self.step = int(self.model.step.numpy())
+
+    def record_face_layout(self) -> None:
+        """Once per run, with the faces extra: where the training faces' landmarks sit, for
+        aligning photos to them later (faces.py). Data that are not faces are left alone."""
+        c = self.config
+        path = os.path.join(self.run_dir, faces.LAYOUT_FILE)
+        if not c.measure_face_layout or os.path.exists(path) or not faces.detector_available():
+            return
+        sources = [getattr(c, name) for name in self.model.inputs]
+        images = itertools.chain.from_iterable(
+            (array for _, array in itertools.islice(iterate_images(source), 32))
+            for source in sources)
+        load_size = ((c.load_size or round(c.image_size * LOAD_SCALE)) if c.augment
+                     else c.image_size)  # as make_dataset resizes
+        layout = faces.measure_training_layout(images, c.image_size, load_size,
+                                               source=" + ".join(sources))
+        if layout is not None:
+            layout.save(self.run_dir)
+            eyes = ", ".join(f"({x:.2f}, {y:.2f})" for x, y in layout.points[:2])
+            self.print(f"face layout of the training crops (eyes at {eyes} of the side), "
+                       f"measured on {layout.measured_on}: {path}")
 
     def make_datasets(self) -> None:
         c, start = self.config, self.start_step

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cyclegan_tf import files
+from cyclegan_tf import faces, files
 from cyclegan_tf.data import (IMAGE_EXTENSIONS, MAX_TRANSLATE_PIXELS, BadImage, DataError,
                               read_image)
 from cyclegan_tf.errors import OutputError
@@ -68,6 +68,8 @@ def _max_pixels(saved_model_dir: str) -> int:
 class TranslateReport:
     written: list[str] = dataclasses.field(default_factory=list)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    faceless: list[str] = dataclasses.field(default_factory=list)  # --align_faces: no face found
+    faces: int = 0  # --align_faces: faces translated
 
 
 def translate_file(translator: ImageTranslator, input_file: str, output_file: str,
@@ -140,6 +142,61 @@ def translate_path(translator: ImageTranslator, input_path: str, output_path: st
         progress.update()
     progress.close()
     log(f"{len(report.written)} images translated into {output_path}; {len(report.skipped)} skipped")
+    for path, reason in report.skipped:
+        log(f"  skipped {path}: {reason}")
+    return report
+
+
+def translate_faces(translator: ImageTranslator, model: str, input_path: str, output_path: str,
+                    crops_dir: str = "", keep_faceless: bool = False,
+                    detector: "faces.FaceDetector | None" = None,
+                    log: Callable[[str], None] = print) -> TranslateReport:
+    """inference --align_faces: in each photo (a file, or every image of a folder) every face is
+    found, aligned to the layout the model was trained on, translated, and blended back at the
+    photo's own resolution; the rest of the photo keeps its exact pixels. A photo without a face
+    is listed and left out, or copied unchanged with keep_faceless. crops_dir: also write each
+    aligned face beside its translation (NAME_face0.png, ...).
+    model: the run folder or SavedModel translator came from (its face layout and image size)."""
+    pairs = plan_translations(input_path, output_path)
+    if crops_dir:
+        files.check_outputs([files.Output(crops_dir, "folder")],
+                            inputs=[input_path, output_path])
+    layout = faces.FaceLayout.load(model)  # a model without one fails before any photo
+    size = int(faces.model_settings(model)["image_size"])
+    detector = detector or faces.FaceDetector()
+    report, crops = TranslateReport(), {}
+    progress = Progress(len(pairs), unit="photo", every=100)
+    for source, target in pairs:
+        try:
+            image, _ = read_image(source, max_pixels=translator.max_pixels, min_side=1)
+        except BadImage as e:
+            report.skipped.append((source, str(e)))
+            continue
+        result = faces.process_photo(np.asarray(image), translator, detector, layout, size)
+        if result.photo is None:
+            report.faceless.append(source)
+            if keep_faceless:
+                files.save_image(image, target)
+                report.written.append(target)
+        else:
+            files.save_image(Image.fromarray(result.photo), target)
+            report.written.append(target)
+            report.faces += len(result.boxes)
+            stem = os.path.splitext(os.path.basename(source))[0]
+            crops.update({f"{stem}_face{i}.png": pair for i, pair in enumerate(result.pairs)})
+        progress.update()
+    progress.close()
+    if crops_dir:
+        with files.atomic_folder(crops_dir) as folder:
+            for name, pair in crops.items():
+                Image.fromarray(pair).save(os.path.join(folder, name))
+    photos = len(report.written) - (len(report.faceless) if keep_faceless else 0)
+    log(f"{report.faces} faces translated in {photos} photos into {output_path}")
+    if report.faceless:
+        what = "copied unchanged" if keep_faceless else "left out (--keep_faceless copies them)"
+        log(f"{len(report.faceless)} photos without a face found, {what}:")
+        for path in report.faceless:
+            log(f"  {path}")
     for path, reason in report.skipped:
         log(f"  skipped {path}: {reason}")
     return report
