@@ -34,6 +34,13 @@ INSTALL = 'pip install -e ".[faces]"'
 MIN_FACE_RATE = 0.5  # a training set where fewer crops hold a face is not a face set
 
 
+# -- finding faces ---------------------------------------------------------------------------------
+
+def detector_available() -> bool:
+    """Whether the faces extra (mtcnn) is installed."""
+    return importlib.util.find_spec("mtcnn") is not None
+
+
 @dataclasses.dataclass(frozen=True)
 class Face:
     """One face found in a photo: box (x, y, width, height) in pixels, landmarks [5, 2] (x, y)
@@ -45,36 +52,6 @@ class Face:
     @property
     def area(self) -> float:
         return self.box[2] * self.box[3]
-
-
-def face_cropper(size: int, layout: "FaceLayout | None" = None, all_faces: bool = False,
-                 detector: "FaceDetector | None" = None) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """photo -> its largest face (or every face) aligned to layout at size x size, for
-    build_data.py --align_faces; [] when it has none."""
-    layout = layout or STANDARD_LAYOUT
-    detector = detector or FaceDetector()
-
-    def crops(photo: np.ndarray) -> list[np.ndarray]:
-        found = detector.detect(photo)
-        return [align(photo, face.landmarks, layout, size)[0]
-                for face in (found if all_faces else found[:1])]
-    return crops
-
-
-def load_layout(path: str) -> "FaceLayout":
-    """A layout from a model (run folder or SavedModel) or from a face_layout.json file."""
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                return FaceLayout.from_dict(json.load(f))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"{path} is not a face layout file ({e})") from None
-    return FaceLayout.load(path)
-
-
-def detector_available() -> bool:
-    """Whether the faces extra (mtcnn) is installed."""
-    return importlib.util.find_spec("mtcnn") is not None
 
 
 class FaceDetector:
@@ -104,6 +81,8 @@ class FaceDetector:
                  for f in found if f["confidence"] >= self.threshold]
         return sorted(faces, key=lambda face: -face.area)
 
+
+# -- the layout a model was trained on -------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class FaceLayout:
@@ -174,6 +153,17 @@ STANDARD_LAYOUT = FaceLayout(((0.299, 0.286), (0.682, 0.287), (0.491, 0.520), (0
                               (0.657, 0.685)), 300, "UTKFace aligned crops")
 
 
+def load_layout(path: str) -> FaceLayout:
+    """A layout from a model (run folder or SavedModel) or from a face_layout.json file."""
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return FaceLayout.from_dict(json.load(f))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path} is not a face layout file ({e})") from None
+    return FaceLayout.load(path)
+
+
 def training_view(image: np.ndarray, image_size: int, load_size: int) -> np.ndarray:
     """An image as training sees it on average: the shorter side resized to load_size, then the
     centre image_size square (the mean of the random crops; data.make_dataset)."""
@@ -197,6 +187,8 @@ def measure_training_layout(images: Iterable[np.ndarray], image_size: int, load_
         return None
     return FaceLayout.measure(views, detector, source)
 
+
+# -- aligning a face and putting it back -----------------------------------------------------------
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The 2x3 matrix [[a, -b, tx], [b, a, ty]] of the similarity (scale, rotation, shift) that
@@ -280,6 +272,8 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
     return result
 
 
+# -- photos ----------------------------------------------------------------------------------------
+
 @dataclasses.dataclass
 class PhotoResult:
     """What process_photo did: the new photo (None when no face was found), each face's box,
@@ -307,6 +301,20 @@ def process_photo(photo: np.ndarray, process: Callable[[np.ndarray], np.ndarray]
         result = paste_back(result, processed, matrix)
         pairs.append(np.concatenate([crop, processed], axis=1))
     return PhotoResult(result, [face.box for face in faces], pairs)
+
+
+def face_cropper(size: int, layout: FaceLayout | None = None, all_faces: bool = False,
+                 detector: FaceDetector | None = None) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """photo -> its largest face (or every face) aligned to layout at size x size, for
+    build_data.py --align_faces; [] when it has none."""
+    layout = layout or STANDARD_LAYOUT
+    detector = detector or FaceDetector()
+
+    def crops(photo: np.ndarray) -> list[np.ndarray]:
+        found = detector.detect(photo)
+        return [align(photo, face.landmarks, layout, size)[0]
+                for face in (found if all_faces else found[:1])]
+    return crops
 
 
 # -- a model's layout, after the fact ---------------------------------------------------------------
