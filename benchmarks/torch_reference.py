@@ -266,17 +266,19 @@ class NoiseGAN:
             G_loss.backward()
             self.D.requires_grad_(True)
             self.G_optimizer.step()
-        else:  # the DCGAN step: one batch of fakes for both losses, as DCGAN.train_step
+        else:  # as DCGAN.train_step: one forward of D on the fakes serves both losses
             fake = self.G(z)
-            score_real, score_fake = self.D(real_i), self.D(fake.detach())
+            score_real, score_fake = self.D(real_i), self.D(fake)
             D_loss = (self.bce(score_real, torch.ones_like(score_real))
                       + self.bce(score_fake, torch.zeros_like(score_fake)))
-            D_loss.backward()
-            self.D_optimizer.step()
+            G_loss = self.bce(score_fake, torch.ones_like(score_fake))
+            D_params, G_params = list(self.D.parameters()), list(self.G.parameters())
+            D_grads = torch.autograd.grad(D_loss, D_params, retain_graph=True)
+            G_grads = torch.autograd.grad(G_loss, G_params)
             self.G_optimizer.zero_grad(set_to_none=True)
-            score = self.D(fake)
-            G_loss = self.bce(score, torch.ones_like(score))
-            G_loss.backward()
+            for param, grad in zip(D_params + G_params, D_grads + G_grads):
+                param.grad = grad
+            self.D_optimizer.step()
             self.G_optimizer.step()
         with torch.no_grad():
             for average, weight in zip(self.G_ema.state_dict().values(),
