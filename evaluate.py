@@ -77,7 +77,8 @@ def main(argv):
     if generator and not FLAGS.fid:
         raise ConfigError("a generator is scored by FID and KID: leave out --nofid")
     if FLAGS.step is not None and not (run and generator):
-        raise ConfigError("--step picks a checkpoint of a generator run: give its --checkpoint_dir")
+        raise ConfigError("--step picks a checkpoint of a generator run (dcgan, wgangp): give its "
+                          f"--checkpoint_dir{'; ' + run + ' is a CycleGAN run' if run else ''}")
     # Checked before the slow parts, so a bad output or a missing file fails in seconds.
     name = "evaluation" if FLAGS.step is None else f"evaluation-{FLAGS.step}"
     output_dir = FLAGS.output_dir or os.path.join(run or ".", name)
