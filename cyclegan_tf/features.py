@@ -112,6 +112,43 @@ def _graph_bytes(path: str) -> bytes:
                               "again") from None
 
 
+def _without_removed_ops(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
+    """The 2015 graph normalises with BatchNormWithGlobalNormalization, an op TensorFlow removed
+    from graphs of version 9 on (a graph run today has today's version): each one becomes the
+    same arithmetic in current ops, (x - mean) * rsqrt(variance + epsilon) * gamma + beta, under
+    the node's own name so that its consumers are unchanged."""
+    old = tf.compat.v1.GraphDef()
+    old.CopyFrom(graph_def)
+    new = tf.compat.v1.GraphDef()
+    new.versions.CopyFrom(old.versions)
+    new.library.CopyFrom(old.library)
+    for node in old.node:
+        if node.op != "BatchNormWithGlobalNormalization":
+            new.node.add().CopyFrom(node)
+            continue
+        x, mean, variance, beta, gamma = node.input
+        dtype = node.attr["T"]
+        name = node.name
+
+        def add(op: str, suffix: str, *inputs: str, **attrs) -> str:
+            made = new.node.add(name=f"{name}/{suffix}" if suffix else name, op=op)
+            made.input.extend(inputs)
+            made.attr["T"].CopyFrom(dtype)
+            for key, value in attrs.items():
+                made.attr[key].CopyFrom(value)
+            return made.name
+
+        epsilon = new.node.add(name=f"{name}/epsilon", op="Const")
+        epsilon.attr["dtype"].type = dtype.type
+        epsilon.attr["value"].tensor.CopyFrom(
+            tf.make_tensor_proto(node.attr["variance_epsilon"].f, tf.as_dtype(dtype.type)))
+        scale = add("Rsqrt", "rsqrt", add("AddV2", "variance_epsilon", variance, epsilon.name))
+        if node.attr["scale_after_normalization"].b:
+            scale = add("Mul", "scale", scale, gamma)
+        add("AddV2", "", add("Mul", "normalized", add("Sub", "centred", x, mean), scale), beta)
+    return new
+
+
 def fid_inception_features(path: str, batch_size: int = 32) -> FeatureNetwork:
     """The standard FID network from its frozen graph: images go in where the graph's decoded
     JPEG did (float [0, 255], the graph itself resizes to 299 and normalises, as the TTUR code
@@ -125,6 +162,7 @@ def fid_inception_features(path: str, batch_size: int = 32) -> FeatureNetwork:
             raise
         raise FIDWeightsError(f"{path} is not a TensorFlow graph ({e}): give {FID_GRAPH_FILE} "
                               f"from {FID_GRAPH_URL}") from None
+    graph_def = _without_removed_ops(graph_def)
     nodes = {node.name for node in graph_def.node}
     if not {FID_GRAPH_INPUT.split(":")[0], FID_GRAPH_OUTPUT.split(":")[0]} <= nodes:
         raise FIDWeightsError(f"{path} is a graph without the {FID_GRAPH_INPUT} / "

@@ -23,18 +23,47 @@ def _trunk(x: tf.Tensor) -> tf.Tensor:
     return tf.nn.relu(tf.nn.conv2d(x, KERNEL, 1, "SAME"))
 
 
+BN = dict(mean=0.1, variance=4.0, beta=0.5, gamma=3.0)  # the graph's batch norm constants
+
+
 def _fid_like_graph() -> bytes:
-    """A frozen graph laid out as classify_image_graph_def.pb is: a JPEG decoder feeding
-    ExpandDims (batch 1), the network, pool_3, and a classifier head that reshapes to batch 1.
+    """A frozen graph laid out as classify_image_graph_def.pb is: version 8, a JPEG decoder
+    feeding ExpandDims (batch 1), the network with BatchNormWithGlobalNormalization (an op removed
+    from graphs of version 9 on), pool_3, and a classifier head that reshapes to batch 1.
     (The real 95 MB file is behind the internet.)"""
     graph = tf.Graph()
     with graph.as_default():
         contents = tf.compat.v1.placeholder(tf.string, [], name="DecodeJpeg/contents")
         image = tf.io.decode_jpeg(contents, channels=3, name="DecodeJpeg")
         x = tf.expand_dims(tf.cast(image, tf.float32, name="Cast"), 0, name="ExpandDims")
-        pool = tf.nn.avg_pool2d(_trunk(x), 29, 1, "VALID", name="pool_3")
-        tf.nn.softmax(tf.reshape(pool, [1, 8]), name="softmax")
-    return graph.as_graph_def().SerializeToString()
+        tf.identity(_trunk(x), name="trunk")
+        for name, value in BN.items():
+            tf.constant([value] * 8, name=name)
+        tf.constant([1, 8], name="head_shape")
+    graph_def = graph.as_graph_def()
+    float32 = tf.float32.as_datatype_enum
+    bn = graph_def.node.add(name="bn", op="BatchNormWithGlobalNormalization")
+    bn.input.extend(["trunk", "mean", "variance", "beta", "gamma"])
+    bn.attr["T"].type = float32
+    bn.attr["variance_epsilon"].f = 0.001
+    bn.attr["scale_after_normalization"].b = True
+    pool = graph_def.node.add(name="pool_3", op="AvgPool", input=["bn"])
+    pool.attr["T"].type = float32
+    pool.attr["ksize"].list.i.extend([1, 29, 29, 1])
+    pool.attr["strides"].list.i.extend([1, 1, 1, 1])
+    pool.attr["padding"].s = b"VALID"
+    pool.attr["data_format"].s = b"NHWC"
+    head = graph_def.node.add(name="softmax/logits", op="Reshape", input=["pool_3", "head_shape"])
+    head.attr["T"].type = float32
+    head.attr["Tshape"].type = tf.int32.as_datatype_enum
+    graph_def.versions.producer = 8
+    return graph_def.SerializeToString()
+
+
+def _expected(images: np.ndarray) -> np.ndarray:
+    x = _trunk(tf.constant(images, tf.float32))
+    x = (x - BN["mean"]) / np.sqrt(BN["variance"] + 0.001) * BN["gamma"] + BN["beta"]
+    return tf.reduce_mean(x, axis=[1, 2]).numpy()
 
 
 def test_fid_graph_features_are_pool_3_of_any_batch_from_pb_or_tgz(tmp_path):
@@ -44,7 +73,7 @@ def test_fid_graph_features_are_pool_3_of_any_batch_from_pb_or_tgz(tmp_path):
     with tarfile.open(tgz, "w:gz") as archive:
         archive.add(pb, arcname=f"inception/{fe.FID_GRAPH_FILE}")
     images = RNG.integers(0, 256, (5, 40, 40, 3)).astype(np.uint8)
-    expected = tf.reduce_mean(_trunk(tf.constant(images, tf.float32)), axis=[1, 2]).numpy()
+    expected = _expected(images)
     for path in (pb, tgz):
         network = fe.feature_network("inception", str(path), batch_size=2)
         assert network.name == fe.FID_INCEPTION
