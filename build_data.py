@@ -62,7 +62,7 @@ def main(argv):
         if FLAGS.tfds or not size:
             raise ConfigError("--align_faces reads image folders and needs --image_size (the "
                               "side of the face crops)")
-        layout = faces.load_layout(FLAGS.face_layout) if FLAGS.face_layout else None
+        layout = faces.FaceLayout.load(FLAGS.face_layout) if FLAGS.face_layout else None
         crop_faces = faces.face_cropper(size, layout, FLAGS.all_faces)
     elif FLAGS.all_faces or FLAGS.face_layout:
         raise ConfigError("--all_faces and --face_layout go with --align_faces")

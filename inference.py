@@ -18,8 +18,8 @@ from absl import flags
 from cyclegan_tf import cli
 from cyclegan_tf.errors import ConfigError
 from cyclegan_tf.faces import FaceDetector, FaceLayout
-from cyclegan_tf.translate import (ImageTranslator, plan_translations, translate_faces,
-                                   translate_path)
+from cyclegan_tf.translate import (ImageTranslator, plan_faces, plan_translations,
+                                   translate_faces, translate_path)
 
 flags.DEFINE_string("model", "pretrained/apple2orange",
                     "exported SavedModel folder (or a run folder, with --direction)")
@@ -47,6 +47,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     from cyclegan_tf import sampling
     if sampling.is_generator(FLAGS.model):
+        if FLAGS.align_faces or FLAGS.crops or FLAGS.keep_faceless:
+            raise ConfigError(f"{FLAGS.model} is a generator: --align_faces, --crops and "
+                              "--keep_faceless go with a translation model")
         output = FLAGS.output if FLAGS["output"].present else None
         print(sampling.write_samples(FLAGS.model, output, FLAGS.num, FLAGS.interpolate,
                                      FLAGS.frames, FLAGS.seed, FLAGS.truncation))
@@ -54,7 +57,9 @@ def main(argv):
     if FLAGS.num or FLAGS.interpolate:
         raise ConfigError(f"--num and --interpolate are for generator models (export_graph.py "
                           f"--generator_model); {FLAGS.model} is not one")
-    plan_translations(FLAGS.input, FLAGS.output)  # bad outputs refused before the model loads
+    # Bad outputs are refused before the model loads.
+    plan_faces(FLAGS.input, FLAGS.output, FLAGS.crops) if FLAGS.align_faces else \
+        plan_translations(FLAGS.input, FLAGS.output)
     if FLAGS.align_faces:
         if FLAGS.image_size:
             raise ConfigError("--align_faces crops each face at the model's own size: leave out "

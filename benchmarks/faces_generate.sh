@@ -43,7 +43,7 @@ done
 train_start=$(date +%s)
 "$PY" train.py --model "$MODEL" --X "$WORK/faces_*.tfrecords" --checkpoint_dir "$WORK/run_$MODEL" \
   --image_size "$SIZE" --ngf "$NGF" --ndf "$NDF" --batch_size "$BATCH" --max_steps "$STEPS" \
-  --mixed_precision "$PRECISION" --save_every $((STEPS / POINTS)) --keep_checkpoints "$POINTS" \
+  --mixed_precision "$PRECISION" --save_every $((STEPS / POINTS)) --keep_checkpoints $((POINTS + 1)) \
   --summary_every 250 --log_every 50 >&2
 # The training time of the run that trained it (a rerun only finds it finished).
 [ -f "$WORK/run_$MODEL/train_seconds" ] || echo $(($(date +%s) - train_start)) > "$WORK/run_$MODEL/train_seconds"

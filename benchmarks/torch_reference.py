@@ -254,7 +254,8 @@ class NoiseGAN:
             z = torch.randn(real_i.shape[0], self.z_dim)
             self.D_optimizer.zero_grad(set_to_none=True)
             if self.wgan:
-                fake = self.G(z).detach()
+                with torch.no_grad():  # as the TF step: G runs outside the critic's tape
+                    fake = self.G(z)
                 D_loss = (self.D(fake).mean() - self.D(real_i).mean()
                           + self.gp_weight * self.gradient_penalty(real_i, fake))
                 D_loss.backward()

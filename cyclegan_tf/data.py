@@ -477,6 +477,14 @@ def _total_bytes(files: Sequence[str]) -> int:
     return sum(os.path.getsize(f) for f in files)
 
 
+def training_load_size(image_size: int, augment: bool, load_size: int = 0) -> int:
+    """The side training resizes images to before cropping image_size: load_size (0: 1.12 x
+    image_size) with augment, image_size without."""
+    if not augment:
+        return image_size
+    return load_size or round(image_size * LOAD_SCALE)
+
+
 def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool = True,
                  seed: int = 0, repeat: bool = True, cache: bool | None = None,
                  load_size: int = 0,
@@ -494,10 +502,7 @@ def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool =
     """
     files = resolve_tfrecords(pattern)
     check_tfrecords(files)
-    if not augment:
-        load_size = image_size
-    elif not load_size:
-        load_size = round(image_size * LOAD_SCALE)
+    load_size = training_load_size(image_size, augment, load_size)
     if cache is None:
         cache = _total_bytes(files) <= CACHE_LIMIT_BYTES
     options = tf.data.Options()

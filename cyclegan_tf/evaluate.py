@@ -28,7 +28,8 @@ from PIL import Image
 from cyclegan_tf import files
 from cyclegan_tf.config import ConfigError
 from cyclegan_tf.data import (BadImage, DataError, check_tfrecords, iterate_images,
-                              list_image_files, read_image, resolve_tfrecords)
+                              list_image_files, read_image, resize_shorter_side,
+                              resolve_tfrecords)
 from cyclegan_tf.export import METADATA_FILE, ExportError
 from cyclegan_tf.features import FeatureNetwork, Features, feature_network
 from cyclegan_tf.grids import contact_sheet
@@ -260,7 +261,7 @@ def _write_grid(path: str, columns: Sequence[Sequence[np.ndarray]], rows: int) -
     sheet.save(path)
 
 
-def evaluate(G: Translate, F: Translate, x_images: Images, y_images: Images, output_dir: str,
+def evaluate(G: Translate, F: Translate, x_images: Images, y_images: Images, output_dir: str, *,
              features: FeatureNetwork | Features | None = None, compute_fid: bool = True,
              fid_weights: str | None = None, fid_network: str = "inception",
              batch_size: int = 16, n_kid_subsets: int = 100,
@@ -323,7 +324,15 @@ def evaluate(G: Translate, F: Translate, x_images: Images, y_images: Images, out
     return metrics
 
 
-def evaluate_generator(generator: ImageGenerator, real_images: Images, output_dir: str,
+def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The image at the samples' size, as training saw it: shorter side resized, centre crop
+    (a stretch would change the faces' proportions)."""
+    picture = resize_shorter_side(Image.fromarray(image), max(height, width))
+    left, top = (picture.width - width) // 2, (picture.height - height) // 2
+    return np.asarray(picture.crop((left, top, left + width, top + height)))
+
+
+def evaluate_generator(generator: ImageGenerator, real_images: Images, output_dir: str, *,
                        num: int = 500, seed: int = 0,
                        features: FeatureNetwork | Features | None = None,
                        fid_weights: str | None = None, fid_network: str = "inception",
@@ -347,8 +356,7 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
     log(f"drawing {num} samples (seed {seed})")
     samples = generator.generate(noise(seed, num, generator.z_dim), batch_size)
     height, width = samples.shape[1:3]
-    real = [array if array.shape[:2] == (height, width) else
-            np.asarray(Image.fromarray(array).resize((width, height), Image.BICUBIC))
+    real = [array if array.shape[:2] == (height, width) else _centre(array, height, width)
             for array in real]
     log(f"computing FID/KID features of {num} samples and {len(real)} real images")
     metrics = {"num_samples": num, "num_real": len(real), "seed": seed, "image_size": int(height),

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from cyclegan_tf import data, files
 from cyclegan_tf.errors import ConfigError, UserError
 
 LAYOUT_FILE = "face_layout.json"
@@ -117,7 +118,8 @@ class FaceLayout:
             faces = detector.detect(image)
             if faces:
                 height, width = image.shape[:2]
-                points.append(faces[0].landmarks / np.array([width, height]))
+                # Pixel centres, as align() takes landmarks: pixel (i, j) is the point (i + 0.5, j + 0.5).
+                points.append((faces[0].landmarks + 0.5) / np.array([width, height]))
         if not images or len(points) < MIN_FACE_RATE * len(images):
             return None
         mean = np.mean(points, axis=0)
@@ -125,14 +127,15 @@ class FaceLayout:
 
     def save(self, folder: str) -> str:
         path = os.path.join(folder, LAYOUT_FILE)
-        with open(path, "w", encoding="utf-8") as f:
+        with files.atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=2)
         return path
 
     @classmethod
     def load(cls, model: str) -> "FaceLayout":
-        """The layout stored with a run folder or in an exported SavedModel."""
-        for path in (os.path.join(model, LAYOUT_FILE),
+        """The layout stored with a run folder or in an exported SavedModel (or a
+        face_layout.json file itself)."""
+        for path in (model, os.path.join(model, LAYOUT_FILE),
                      os.path.join(model, "assets.extra", LAYOUT_FILE)):
             if os.path.isfile(path):
                 try:
@@ -153,25 +156,11 @@ STANDARD_LAYOUT = FaceLayout(((0.299, 0.286), (0.682, 0.287), (0.491, 0.520), (0
                               (0.657, 0.685)), 300, "UTKFace aligned crops")
 
 
-def load_layout(path: str) -> FaceLayout:
-    """A layout from a model (run folder or SavedModel) or from a face_layout.json file."""
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                return FaceLayout.from_dict(json.load(f))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"{path} is not a face layout file ({e})") from None
-    return FaceLayout.load(path)
-
-
 def training_view(image: np.ndarray, image_size: int, load_size: int) -> np.ndarray:
     """An image as training sees it on average: the shorter side resized to load_size, then the
     centre image_size square (the mean of the random crops; data.make_dataset)."""
-    picture = Image.fromarray(image)
-    scale = load_size / min(picture.size)
-    width, height = (max(load_size, round(side * scale)) for side in picture.size)
-    picture = picture.resize((width, height), Image.BICUBIC)
-    left, top = (width - image_size) // 2, (height - image_size) // 2
+    picture = data.resize_shorter_side(Image.fromarray(image), load_size)
+    left, top = (picture.width - image_size) // 2, (picture.height - image_size) // 2
     return np.asarray(picture.crop((left, top, left + image_size, top + image_size)))
 
 
@@ -322,7 +311,7 @@ def face_cropper(size: int, layout: FaceLayout | None = None, all_faces: bool = 
 def model_settings(model: str) -> dict:
     """The training settings of a run folder or of a SavedModel this package exported."""
     for path, key in ((os.path.join(model, "config.json"), None),
-                      (os.path.join(model, "assets.extra", "cyclegan_tf.json"), "config")):
+                      (os.path.join(model, files.SAVED_MODEL_MARKER), "config")):
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -333,7 +322,6 @@ def model_settings(model: str) -> dict:
 
 def training_images(source: str, limit: int) -> list[np.ndarray]:
     """Up to limit images of a folder (sorted; unreadable files passed over) or of tfrecords."""
-    from cyclegan_tf import data  # tf.data: only when a layout is measured
     if os.path.isdir(source):
         images = []
         for path in data.list_image_files(source)[0]:
@@ -353,8 +341,8 @@ def measure_model_layout(model: str, images: str, limit: int = 200,
     training saw them, and stores it with the model (run folder or SavedModel)."""
     settings = model_settings(model)
     size = int(settings["image_size"])
-    load_size = (int(settings.get("load_size") or round(size * 1.12))
-                 if settings.get("augment", True) else size)
+    load_size = data.training_load_size(size, settings.get("augment", True),
+                                        int(settings.get("load_size") or 0))
     layout = measure_training_layout(training_images(images, limit), size, load_size,
                                      limit=limit, source=images)
     if layout is None:

@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from cyclegan_tf import faces
 from cyclegan_tf.config import Config, ConfigError, merge_with_saved
-from cyclegan_tf.data import (LOAD_SCALE, check_tfrecords, iterate_images, make_dataset,
-                              resolve_tfrecords)
+from cyclegan_tf.data import (check_tfrecords, iterate_images, make_dataset, resolve_tfrecords,
+                              training_load_size)
 from cyclegan_tf.errors import DataError, TrainingError
 from cyclegan_tf.gans import build_model, model_class
 from cyclegan_tf.progress import Progress
@@ -332,7 +332,8 @@ class Trainer:
 
     def record_face_layout(self) -> None:
         """Once per run, with the faces extra: where the training faces' landmarks sit, for
-        aligning photos to them later (faces.py). Data that are not faces are left alone."""
+        aligning photos to them later (faces.py). Data that are not faces are left alone, and
+        a detector failure costs the run nothing but the layout."""
         c = self.config
         path = os.path.join(self.run_dir, faces.LAYOUT_FILE)
         if not c.measure_face_layout or os.path.exists(path) or not faces.detector_available():
@@ -341,10 +342,13 @@ class Trainer:
         images = itertools.chain.from_iterable(
             (array for _, array in itertools.islice(iterate_images(source), 32))
             for source in sources)
-        load_size = ((c.load_size or round(c.image_size * LOAD_SCALE)) if c.augment
-                     else c.image_size)  # as make_dataset resizes
-        layout = faces.measure_training_layout(images, c.image_size, load_size,
-                                               source=" + ".join(sources))
+        try:
+            layout = faces.measure_training_layout(
+                images, c.image_size, training_load_size(c.image_size, c.augment, c.load_size),
+                source=" + ".join(sources))
+        except Exception as e:  # an optional extra must never stop a run
+            self.print(f"warning: no face layout measured ({type(e).__name__}: {e})")
+            return
         if layout is not None:
             layout.save(self.run_dir)
             eyes = ", ".join(f"({x:.2f}, {y:.2f})" for x, y in layout.points[:2])

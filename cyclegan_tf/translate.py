@@ -147,6 +147,15 @@ def translate_path(translator: ImageTranslator, input_path: str, output_path: st
     return report
 
 
+def plan_faces(input_path: str, output_path: str, crops_dir: str = "") -> list[tuple[str, str]]:
+    """plan_translations, and the --crops folder checked too (before any model loads)."""
+    pairs = plan_translations(input_path, output_path)
+    if crops_dir:
+        files.check_outputs([files.Output(crops_dir, "folder")],
+                            inputs=[input_path, output_path])
+    return pairs
+
+
 def translate_faces(translator: ImageTranslator, model: str, input_path: str, output_path: str,
                     crops_dir: str = "", keep_faceless: bool = False,
                     detector: "faces.FaceDetector | None" = None,
@@ -157,10 +166,7 @@ def translate_faces(translator: ImageTranslator, model: str, input_path: str, ou
     is listed and left out, or copied unchanged with keep_faceless. crops_dir: also write each
     aligned face beside its translation (NAME_face0.png, ...).
     model: the run folder or SavedModel translator came from (its face layout and image size)."""
-    pairs = plan_translations(input_path, output_path)
-    if crops_dir:
-        files.check_outputs([files.Output(crops_dir, "folder")],
-                            inputs=[input_path, output_path])
+    pairs = plan_faces(input_path, output_path, crops_dir)
     layout = faces.FaceLayout.load(model)  # a model without one fails before any photo
     size = int(faces.model_settings(model)["image_size"])
     detector = detector or faces.FaceDetector()
@@ -168,7 +174,8 @@ def translate_faces(translator: ImageTranslator, model: str, input_path: str, ou
     progress = Progress(len(pairs), unit="photo", every=100)
     for source, target in pairs:
         try:
-            image, _ = read_image(source, max_pixels=translator.max_pixels, min_side=1)
+            # Only the face crops go through the network: any photo the decoder takes will do.
+            image, _ = read_image(source, min_side=1)
         except BadImage as e:
             report.skipped.append((source, str(e)))
             continue
@@ -183,6 +190,8 @@ def translate_faces(translator: ImageTranslator, model: str, input_path: str, ou
             report.written.append(target)
             report.faces += len(result.boxes)
             stem = os.path.splitext(os.path.basename(source))[0]
+            if any(name.startswith(f"{stem}_face") for name in crops):  # a.jpg beside a.png
+                stem = os.path.basename(source).replace(".", "_")
             crops.update({f"{stem}_face{i}.png": pair for i, pair in enumerate(result.pairs)})
         progress.update()
     progress.close()

@@ -119,6 +119,10 @@ def test_layout_is_measured_from_faces_and_not_from_other_images(detector, astro
     assert layout is not None and layout.measured_on == 3
     np.testing.assert_allclose(layout.points, LAYOUT.points, atol=0.06)
     assert faces.FaceLayout.measure([smooth_image(96, 96, s) for s in range(3)], detector) is None
+    # Measured and applied in the same pixel convention: a crop aligned to its own layout stays.
+    own = faces.FaceLayout.measure(crops[:1], detector)
+    _, matrix = faces.align(crops[0], detector.detect(crops[0])[0].landmarks, own, 96)
+    np.testing.assert_allclose(matrix, [[1, 0, 0], [0, 1, 0]], atol=0.02)  # not half a pixel
     again = faces.FaceLayout.from_dict(json.loads(json.dumps(layout.to_dict())))
     assert again == layout
 
