@@ -39,7 +39,7 @@ for half in testA testB; do
   m="$MODELS/${model[$half]}"
   "$PY" inference.py --model "$m" --input "$WORK/photos_$half" --output "$WORK/as_is_$half" >&2
   "$PY" inference.py --model "$m" --input "$WORK/photos_$half" --output "$WORK/aligned_$half" \
-    --align_faces --keep_faceless >&2
+    --align_faces --keep_faceless > "$WORK/align_$half.log"
   "$PY" inference.py --model "$m" --input "$FACES/$half" --output "$WORK/crops_$half" \
     --image_size 64 >&2
   for case in as_is aligned crops; do
@@ -72,6 +72,12 @@ for case in ("as_is", "aligned", "crops"):
         result[case]["outside_mean_abs_diff"] = round(
             sum(o["outside_mean_abs_diff"] * o["photos"] for o in outside)
             / sum(o["photos"] for o in outside), 4)
+import re
+faceless = 0
+for half in ("testA", "testB"):
+    found = re.search(r"(\d+) photos without a face found", open(f"{work}/align_{half}.log").read())
+    faceless += int(found.group(1)) if found else 0
+result["aligned"]["photos_without_a_face_found"] = faceless
 result["wall_seconds"] = seconds
 print(json.dumps(result))
 EOF
