@@ -28,8 +28,12 @@ for model in man2woman woman2man; do
   [ -f "$MODELS/$model/assets.extra/face_layout.json" ] \
     || cp "$MODELS/run/face_layout.json" "$MODELS/$model/assets.extra/"
 done
+if [ -e "$WORK" ] && [ ! -f "$WORK/.faces_wild" ]; then  # only ever remove our own folder
+  echo "WORK=$WORK exists and was not made by this script: give another WORK" >&2; exit 2
+fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
+touch "$WORK/.faces_wild"
 start=$(date +%s)
 declare -A expect=([testA]=female [testB]=male)
 declare -A model=([testA]=man2woman [testB]=woman2man)
