@@ -12,6 +12,15 @@ A generator (export_graph.py --generator_model) makes new images instead:
   python inference.py --model pretrained/faces --num 64 --seed 0 --output faces.png  # a grid
   python inference.py --model pretrained/faces --num 64 --output samples/faces/  # 64 PNGs
   python inference.py --model pretrained/faces --interpolate 8 --output walk.gif
+
+A StyleGAN also works in its latent space (pretrained/stylegan: export_graph.py of a --model
+stylegan run): project a face, learn a direction from two folders, edit, animate, mix styles.
+  python inference.py --model pretrained/stylegan --input face.jpg --project --output fit.png
+  python inference.py --model pretrained/stylegan --learn_direction gender \
+      --from_images data/men --to_images data/women
+  python inference.py --model pretrained/stylegan --input face.jpg --edit gender --strength 1.5 \
+      --output woman.png            # --animate --output swap.gif: the face changing, as a GIF
+  python inference.py --model pretrained/stylegan --mix --output mixing.png
 """
 from absl import flags
 
@@ -41,11 +50,41 @@ flags.DEFINE_integer("frames", 16, "generator, --interpolate: frames from one im
 flags.DEFINE_integer("seed", 0, "generator: the same seed gives the same images")
 flags.DEFINE_float("truncation", 1.0, "generator: noise scaled by this (< 1: more typical, less "
                    "varied images)")
+flags.DEFINE_boolean("project", False, "stylegan: find the latent of each --input face; writes "
+                     "its reconstruction to --output and the latent beside it (.npy)")
+flags.DEFINE_string("learn_direction", "", "stylegan: learn the direction NAME from "
+                    "--from_images to --to_images (stored as MODEL/directions/NAME.npy)")
+flags.DEFINE_string("from_images", "", "--learn_direction: faces without the attribute")
+flags.DEFINE_string("to_images", "", "--learn_direction: faces with the attribute")
+flags.DEFINE_integer("limit", 100, "--learn_direction: images projected from each folder")
+flags.DEFINE_string("edit", "", "stylegan: move each --input face along the learned direction "
+                    "NAME")
+flags.DEFINE_float("strength", 1.0, "--edit: how far (1: the mean difference of the two folders "
+                   "it was learned from; negative: the other way)")
+flags.DEFINE_boolean("animate", False, "--edit: an animated GIF from the face to the edited face "
+                     "and back (--output x.gif, --frames per way)")
+flags.DEFINE_boolean("mix", False, "stylegan: a style-mixing grid (--output grid.png)")
+flags.DEFINE_integer("steps", 300, "projection: optimisation steps per face")
+flags.DEFINE_enum("distance", "auto", ["auto", "vgg16", "pixels"], "projection: perceptual "
+                  "distance (auto: VGG16 if its weights are here, else a pixel fallback)")
+flags.DEFINE_boolean("w_plus", False, "projection: one style per layer (closer fits, edits less "
+                     "reliable)")
 FLAGS = flags.FLAGS
+
+LATENT_FLAGS = ("project", "learn_direction", "edit", "mix")
 
 
 def main(argv):
     from cyclegan_tf import sampling
+    latent = [f"--{name}" for name in LATENT_FLAGS if FLAGS[name].value]
+    if latent:
+        if not sampling.is_generator(FLAGS.model):
+            raise ConfigError(f"{' '.join(latent)}: only a StyleGAN has a latent space to work in, and "
+                              f"{FLAGS.model} is not a StyleGAN (export_graph.py "
+                              "--generator_model of a --model stylegan run, or its run folder)")
+        if len(latent) > 1:
+            raise ConfigError(f"give one of {', '.join(latent)}")
+        return _latent_command()
     if sampling.is_generator(FLAGS.model):
         if FLAGS.align_faces or FLAGS.crops or FLAGS.keep_faceless:
             raise ConfigError(f"{FLAGS.model} is a generator: --align_faces, --crops and "
@@ -77,6 +116,30 @@ def main(argv):
     if len(report.written) == 1 and not report.skipped:
         print(f"wrote {report.written[0]}")
     return 1 if report.skipped and not report.written else 0
+
+
+def _latent_command() -> int:
+    from cyclegan_tf import latents
+    output = FLAGS.output if FLAGS["output"].present else None
+    if FLAGS.mix:
+        print(latents.mixing_grid_command(FLAGS.model, output or "mixing.png", FLAGS.seed,
+                                          FLAGS.truncation if FLAGS["truncation"].present
+                                          else 0.7))
+    elif FLAGS.learn_direction:
+        print(latents.learn_direction_command(FLAGS.model, FLAGS.learn_direction,
+                                              FLAGS.from_images, FLAGS.to_images, FLAGS.limit,
+                                              FLAGS.steps, FLAGS.distance))
+    else:
+        if FLAGS.align_faces:
+            FaceDetector.check_installed()
+        print(latents.run_latent_command(
+            FLAGS.model, project_only=FLAGS.project, edit=FLAGS.edit, strength=FLAGS.strength,
+            animate=FLAGS.animate, frames=FLAGS.frames,
+            input_path=FLAGS.input if FLAGS["input"].present else "",
+            output=output or ("edit.gif" if FLAGS.animate else "projected.png"),
+            steps=FLAGS.steps, distance=FLAGS.distance, w_plus=FLAGS.w_plus,
+            align_faces=FLAGS.align_faces))
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 # INPUT_SKIP=1 (0: the paper's generator) LOAD_SIZE=$SIZE (the crops are aligned: flips only, no
 # random crop) PRECISION=auto (bf16 where the CPU has AVX512-BF16 or AMX instructions, else off)
 # STEPS=16000 in bf16, 12000 in fp32 (about the same hour here) FID=0 (1: also FID/KID, which
-# needs the Keras InceptionV3 weights). Rerunning with the same WORK resumes the training.
+# needs the Keras InceptionV3 weights) JITTER="SCALE SHIFT DEGREES" (e.g. "0.05 0.03 5": a mild
+# random scale / shift / rotation of the training crops, for photos aligned with small errors;
+# default "0 0 0"). Rerunning with the same WORK resumes the training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FACES=${FACES:-../shared/data/faces}
@@ -28,6 +30,7 @@ LAMBDA=${LAMBDA:-10}
 LAMBDA_ID=${LAMBDA_ID:-0.1}
 INPUT_SKIP=${INPUT_SKIP:-1}
 LOAD_SIZE=${LOAD_SIZE:-$SIZE}
+read -r JITTER_SCALE JITTER_SHIFT JITTER_DEGREES <<< "${JITTER:-0 0 0}"
 PY=${PYTHON:-.venv/bin/python}
 JUDGE=${JUDGE:-../shared/tools/gender_judge.sh}
 export TF_CPP_MIN_LOG_LEVEL=3
@@ -44,6 +47,7 @@ fi
   --image_size "$SIZE" --ngf "$NGF" --ndf "$NDF" --n_blocks "$BLOCKS" --max_steps "$STEPS" \
   --lambda1 "$LAMBDA" --lambda2 "$LAMBDA" --lambda_identity "$LAMBDA_ID" --load_size "$LOAD_SIZE" \
   --mixed_precision "$PRECISION" "--$([ "$INPUT_SKIP" = 1 ] || echo no)input_skip" \
+  --jitter_scale "$JITTER_SCALE" --jitter_shift "$JITTER_SHIFT" --jitter_degrees "$JITTER_DEGREES" \
   --save_every 1000 --summary_every 500 --log_every 500 >&2
 "$PY" export_graph.py --checkpoint_dir "$WORK/run" --XtoY_model "$WORK/man2woman" \
   --YtoX_model "$WORK/woman2man" >&2
@@ -57,7 +61,7 @@ fid_flag=--nofid
 end=$(date +%s)
 
 "$PY" - "$WORK" "$((end - start))" "$SIZE" "$STEPS" "$NGF" "$NDF" "$BLOCKS" "$LOAD_SIZE" "$INPUT_SKIP" \
-  "$LAMBDA" "$LAMBDA_ID" "$PRECISION" <<'PY'
+  "$LAMBDA" "$LAMBDA_ID" "$PRECISION" "$JITTER_SCALE $JITTER_SHIFT $JITTER_DEGREES" <<'PY'
 import json, sys
 work, seconds, size, steps, ngf, ndf, blocks, load_size, input_skip = sys.argv[1], *map(int, sys.argv[2:10])
 lambda_cycle, lambda_identity, precision = float(sys.argv[10]), float(sys.argv[11]), sys.argv[12]
@@ -68,6 +72,7 @@ result = {
     "case": "faces_quality", "size": size, "steps": steps, "ngf": ngf, "ndf": ndf, "blocks": blocks,
     "input_skip": bool(input_skip), "load_size": load_size, "lambda_cycle": lambda_cycle,
     "lambda_identity": lambda_identity, "mixed_precision": precision,
+    "jitter_scale_shift_degrees": [float(v) for v in sys.argv[13].split()],
     "G_testA_judged_female": to_female["expected_rate"], "F_testB_judged_male": to_male["expected_rate"],
     "face_rate_G": to_female["face_rate"], "face_rate_F": to_male["face_rate"],
     "cycle_l1_X": round(metrics["cycle_l1_X"], 4), "cycle_l1_Y": round(metrics["cycle_l1_Y"], 4),

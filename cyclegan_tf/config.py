@@ -16,10 +16,13 @@ CONFIG_FILE = "config.json"
 GAN_LOSSES = ("lsgan", "vanilla", "wgangp")
 NORMS = ("instance", "batch", "layer", "none")
 # The GANs train.py can train (cyclegan_tf.gans.MODELS maps each name to its class).
-MODELS = ("cyclegan", "dcgan", "wgangp")
-GENERATOR_MODELS = ("dcgan", "wgangp")  # noise -> image, trained on one domain (--X)
+MODELS = ("cyclegan", "dcgan", "wgangp", "stylegan")
+# noise -> image, trained on one domain (--X)
+GENERATOR_MODELS = ("dcgan", "wgangp", "stylegan")
 # The sizes the DCGAN architecture makes: a first 4x4 or 5x5 layer, doubled four times.
 GENERATOR_SIZES = (64, 80)
+# StyleGAN2 doubles a learned 4x4 constant: powers of two, as in the paper.
+STYLEGAN_SIZES = (32, 64, 128, 256, 512, 1024)
 # Each model's defaults for the settings left unset (None): the papers' values.
 MODEL_DEFAULTS = {
     "cyclegan": dict(Y="data/tfrecords/orange.tfrecords", batch_size=1, image_size=256,
@@ -28,7 +31,13 @@ MODEL_DEFAULTS = {
                   beta1=0.5, beta2=0.999),
     "wgangp": dict(Y="", batch_size=64, image_size=64, norm="layer", learning_rate=1e-4,
                    beta1=0.0, beta2=0.9),
+    # StyleGAN2 (Karras et al. 2020) with the StyleGAN2-ADA settings for small images, at widths
+    # that fit a CPU at 64 px (the paper's: --ngf 512 --ndf 512 --channel_base 32768).
+    "stylegan": dict(Y="", batch_size=32, image_size=64, norm="none", learning_rate=2.5e-3,
+                     beta1=0.0, beta2=0.99, ngf=256, ndf=256, z_dim=512, channel_base=2048),
 }
+# For the models that do not set them in MODEL_DEFAULTS.
+COMMON_DEFAULTS = dict(ngf=64, ndf=64, z_dim=128, channel_base=0)
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPUs, Ampere+ GPUs, TPUs
 
@@ -36,7 +45,7 @@ MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPU
 # cannot be restored, so resuming with a different value is an error rather than a surprise.
 # n_critic: WGAN-GP's critic optimizer counts n_critic updates per step (its schedule with it).
 ARCHITECTURE_FIELDS = ("model", "image_size", "ngf", "ndf", "n_blocks", "norm", "input_skip",
-                       "pool_size", "z_dim", "n_critic")
+                       "pool_size", "z_dim", "n_critic", "channel_base", "mapping_layers")
 # Settings of the learning-rate schedule: changing one on resume re-plans it (continue_schedule).
 SCHEDULE_FIELDS = ("learning_rate", "max_steps", "decay_steps")
 
@@ -73,8 +82,10 @@ class Config:
                                      "wgangp: 64)")
     image_size: int | None = setting(None, "training crop size (cyclegan: a multiple of 4, "
                                      "default 256; dcgan, wgangp: 64 or 80, default 80 / 64)")
-    ngf: int = setting(64, "filters of the generators' first layer")
-    ndf: int = setting(64, "filters of the discriminators' first layer")
+    ngf: int | None = setting(None, "filters of the generators' first layer (default 64; "
+                              "stylegan: its widest layer, default 256, the paper's 512)")
+    ndf: int | None = setting(None, "filters of the discriminators' first layer (default 64; "
+                              "stylegan: its widest layer, default 256, the paper's 512)")
     n_blocks: int = setting(0, "residual blocks (0: 6 up to 128 px, 9 above, as the paper)")
     norm: str | None = setting(None, "normalisation layers (cyclegan: instance or batch, default "
                                "instance; dcgan: batch; wgangp's critic: layer (default) or none)",
@@ -93,7 +104,19 @@ class Config:
                                           "wgangp: 1e-4)")
     beta1: float | None = setting(None, "Adam beta1 (default 0.5; wgangp: 0)")
     beta2: float | None = setting(None, "Adam beta2 (default 0.999; wgangp: 0.9)")
-    z_dim: int = setting(128, "dcgan, wgangp: length of the noise vector a face is made from")
+    z_dim: int | None = setting(None, "dcgan, wgangp, stylegan: length of the noise vector a "
+                                "face is made from (default 128; stylegan: 512, also the "
+                                "length of its style vector w)")
+    channel_base: int | None = setting(None, "stylegan: a layer at r px has min(ngf, "
+                                       "channel_base / r) channels (D: ndf); default 2048 (32 at "
+                                       "64 px), the paper's 32768")
+    mapping_layers: int = setting(8, "stylegan: dense layers of the mapping network z -> w")
+    r1_gamma: float | None = setting(None, "stylegan: R1 penalty weight (default: the "
+                                     "StyleGAN2-ADA heuristic 0.0002 * image_size^2 / batch)")
+    r1_interval: int = setting(16, "stylegan: R1 every N steps (lazy regularisation)")
+    style_mixing: float = setting(0.9, "stylegan: share of images made from two styles")
+    pl_weight: float = setting(0.0, "stylegan: path-length regularisation weight (the "
+                               "paper's 2; 0: off), every 4 steps")
     n_critic: int = setting(5, "wgangp: critic updates per generator update")
     ema_decay: float = setting(0.999, "dcgan, wgangp: decay of the moving average of the "
                                "generator's weights that export uses (0: no averaging)")
@@ -107,6 +130,13 @@ class Config:
     augment: bool = setting(True, "resize to --load_size, random crop and flip")
     load_size: int = setting(0, "augment: resize to this before the random crop (0: 1.12 x "
                              "image_size; image_size: flips only, for aligned faces)")
+    jitter_scale: float = setting(0.0, "augment: random zoom of each training crop by up to "
+                                  "+-this fraction (aligned faces: 0.05 makes a model tolerate "
+                                  "the alignment errors of faces found in photos)")
+    jitter_shift: float = setting(0.0, "augment: random shift of each training crop by up to "
+                                  "+-this fraction of its side (faces: 0.03)")
+    jitter_degrees: float = setting(0.0, "augment: random rotation of each training crop by up "
+                                    "to +-this many degrees (faces: 5)")
     seed: int = setting(0, "seed of the initial weights, data order and augmentation")
     measure_face_layout: bool = setting(True, "with the faces extra: measure where the "
                                         "training faces' eyes, nose and mouth sit "
@@ -124,9 +154,11 @@ class Config:
     def __post_init__(self) -> None:
         if self.model is None:
             self.model = "cyclegan"
-        for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
+        for name, value in {**COMMON_DEFAULTS, **MODEL_DEFAULTS.get(self.model, {})}.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.model == "stylegan" and self.r1_gamma is None:
+            self.r1_gamma = 0.0002 * self.image_size ** 2 / self.batch_size
         if self.model in GENERATOR_MODELS and self.load_size == 0:
             self.load_size = self.image_size  # aligned faces: flips only, no random crop
         if self.n_blocks == 0:
@@ -161,6 +193,12 @@ class Config:
         need(self.load_size == 0 or self.load_size >= self.image_size,
              f"load_size must be 0 (1.12 x image_size) or >= image_size ({self.image_size}), "
              f"got {self.load_size}")
+        need(0 <= self.jitter_scale < 1 and 0 <= self.jitter_shift < 0.5
+             and 0 <= self.jitter_degrees <= 180,
+             "jitter_scale must be in [0, 1), jitter_shift in [0, 0.5), jitter_degrees in [0, 180]")
+        need(self.augment or not (self.jitter_scale or self.jitter_shift or self.jitter_degrees),
+             "--jitter_scale, --jitter_shift and --jitter_degrees are augmentations: drop "
+             "--noaugment to use them")
         need(self.pool_size >= 0, "pool_size must be >= 0 (0 turns the history pool off)")
         need(self.max_steps >= 1, "max_steps must be >= 1")
         need(0 <= self.decay_steps <= self.max_steps, "decay_steps must be between 0 and max_steps")
@@ -174,23 +212,38 @@ class Config:
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
 
     def _validate_generator_model(self) -> None:
-        """The settings a DCGAN / WGAN-GP can use (their networks have one shape per size)."""
+        """The settings a DCGAN / WGAN-GP / StyleGAN can use (their networks have one shape per
+        size)."""
         m = self.model
-        if self.image_size not in GENERATOR_SIZES:
+        if m == "stylegan":
+            self._validate_stylegan()
+        elif self.image_size not in GENERATOR_SIZES:
             raise ConfigError(f"--model {m} makes images of {' or '.join(map(str, GENERATOR_SIZES))}"
                               f" px (a 4x4 or 5x5 start doubled four times), not {self.image_size}:"
                               f" pass --image_size {GENERATOR_SIZES[0]} or {GENERATOR_SIZES[1]}")
         if self.Y:
             raise ConfigError(f"--model {m} learns one set of images (--X); --Y is for cyclegan")
-        allowed = ("batch",) if m == "dcgan" else ("layer", "none")
+        allowed = {"dcgan": ("batch",), "wgangp": ("layer", "none"), "stylegan": ("none",)}[m]
         if self.norm not in allowed:
-            why = ("the DCGAN's networks use batch norm" if m == "dcgan" else "a WGAN-GP critic "
-                   "must not use batch norm (its penalty is per image): layer or none")
+            why = {"dcgan": "the DCGAN's networks use batch norm",
+                   "wgangp": "a WGAN-GP critic must not use batch norm (its penalty is per image): "
+                             "layer or none",
+                   "stylegan": "StyleGAN2 normalises by weight demodulation: leave --norm out"}[m]
             raise ConfigError(f"--norm {self.norm} does not fit --model {m}: {why}")
         if self.z_dim < 1 or self.n_critic < 1:
             raise ConfigError("z_dim and n_critic must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    def _validate_stylegan(self) -> None:
+        if self.image_size not in STYLEGAN_SIZES:
+            raise ConfigError(f"--model stylegan makes square images whose side is a power of two "
+                              f"from 32 to 1024 (a 4x4 constant doubled), not {self.image_size}: "
+                              f"pass --image_size {min(STYLEGAN_SIZES, key=lambda s: abs(s - self.image_size))}")
+        if self.channel_base < 1 or self.mapping_layers < 1 or self.r1_interval < 1:
+            raise ConfigError("channel_base, mapping_layers and r1_interval must be >= 1")
+        if self.r1_gamma < 0 or self.pl_weight < 0 or not 0 <= self.style_mixing <= 1:
+            raise ConfigError("r1_gamma and pl_weight must be >= 0, style_mixing in [0, 1]")
 
     # -- the run folder --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import glob
 import io
+import math
 import os
 import random
 import re
@@ -485,16 +486,52 @@ def training_load_size(image_size: int, augment: bool, load_size: int = 0) -> in
     return load_size or round(image_size * LOAD_SCALE)
 
 
+@dataclasses.dataclass(frozen=True)
+class Jitter:
+    """A random similarity transform about the image centre, drawn per image: scale 1 +- scale,
+    a shift of up to +-shift of the side on each axis, a rotation of up to +-degrees. The
+    corners it uncovers are filled by reflection, as keras.layers.RandomRotation does."""
+
+    scale: float = 0.0
+    shift: float = 0.0
+    degrees: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.scale or self.shift or self.degrees)
+
+    def apply(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """image: float32 [H, W, C]; seed: a stateless [2] int64 seed (one seed, one transform)."""
+        u = tf.random.stateless_uniform([4], seed, -1.0, 1.0)
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = 1.0 + self.scale * u[0]
+        angle = math.radians(self.degrees) * u[1]
+        shift_x, shift_y = self.shift * size[1] * u[2], self.shift * size[0] * u[3]
+        # The transform maps output pixels to input pixels: the inverse of "scale and rotate
+        # about the centre c, then shift": input = R(-angle) (output - c - shift) / scale + c.
+        cx, cy = (size[1] - 1.0) / 2.0, (size[0] - 1.0) / 2.0
+        a0, a1 = tf.cos(angle) / scale, tf.sin(angle) / scale
+        b0, b1 = -a1, a0
+        ox, oy = cx + shift_x, cy + shift_y
+        transform = tf.stack([a0, a1, cx - a0 * ox - a1 * oy,
+                              b0, b1, cy - b0 * ox - b1 * oy, 0.0, 0.0])[tf.newaxis]
+        moved = tf.raw_ops.ImageProjectiveTransformV3(
+            images=image[tf.newaxis], transforms=transform,
+            output_shape=tf.shape(image)[:2], fill_value=0.0, interpolation="BILINEAR",
+            fill_mode="REFLECT")[0]
+        return tf.ensure_shape(moved, image.shape)
+
+
 def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool = True,
                  seed: int = 0, repeat: bool = True, cache: bool | None = None,
                  load_size: int = 0,
                  input_context: tf.distribute.InputContext | None = None,
-                 skip: int = 0) -> tf.data.Dataset:
+                 skip: int = 0, jitter: Jitter | None = None) -> tf.data.Dataset:
     """Batches of float32 [batch, image_size, image_size, 3] in [-1, 1] from tfrecords.
 
     Training view (augment): shorter side resized to load_size (0: 1.12 x image_size), random crop,
-    random flip, fresh every epoch; load_size == image_size keeps aligned data (faces) aligned.
-    Otherwise: shorter side to image_size, centre crop. Decoding and resizing are done once and
+    random flip, fresh every epoch; load_size == image_size keeps aligned data (faces) aligned;
+    jitter: a mild random scale / shift / rotation of each crop on top (aligned faces: so that the
+    model tolerates the small alignment errors of faces found in photos). Otherwise: shorter side to image_size, centre crop. Decoding and resizing are done once and
     cached in memory when the files are small. Under tf.distribute each input pipeline
     reads its own files (or records, when there are fewer files than pipelines).
     The images (order, crops, flips) are a function of seed and of their position in the stream
@@ -540,6 +577,8 @@ def make_dataset(pattern: str, image_size: int, batch_size: int, augment: bool =
             crop_seed = tf.stack([tf.cast(seed, tf.int64), index])
             image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
             image = tf.image.stateless_random_flip_left_right(image, crop_seed + 1)
+            if jitter:
+                return jitter.apply(to_float(image), crop_seed + 2)
         else:
             image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
         return to_float(image)

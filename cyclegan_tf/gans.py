@@ -8,8 +8,10 @@ from cyclegan_tf.config import MODELS as MODEL_NAMES
 from cyclegan_tf.config import Config, ConfigError
 from cyclegan_tf.cyclegan import CycleGAN
 from cyclegan_tf.generators import DCGAN, WGANGP
+from cyclegan_tf.stylegan import StyleGAN
 
-MODELS: dict[str, type[tf.Module]] = {"cyclegan": CycleGAN, "dcgan": DCGAN, "wgangp": WGANGP}
+MODELS: dict[str, type[tf.Module]] = {"cyclegan": CycleGAN, "dcgan": DCGAN, "wgangp": WGANGP,
+                                      "stylegan": StyleGAN}
 assert tuple(MODELS) == MODEL_NAMES, "config.MODELS and gans.MODELS must list the same GANs"
 
 

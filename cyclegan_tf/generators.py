@@ -109,30 +109,54 @@ class NoiseGAN(tf.Module):
     def __init__(self, config: Config, D_updates_per_step: int = 1):
         super().__init__(name=config.model)
         self.config = config
-        c, policy = config, DTYPE_POLICIES[config.mixed_precision]
-        self.G = build_noise_generator(c, "G")
+        c = config
+        self.G = self.build_generator(c, "G")
         # Averaged in float32: the small (1 - decay) updates would vanish in bf16.
-        self.G_ema = build_noise_generator(c, "G_ema", dtype="float32")
+        self.G_ema = self.build_generator(c, "G_ema", dtype="float32")
         self.G_ema.set_weights(self.G.get_weights())
-        self.D = NoiseDiscriminator(c.image_size, c.ndf, c.norm, name="D", dtype=policy)
-        self.D(tf.zeros([1, c.image_size, c.image_size, 3]))
+        self.D = self.build_discriminator(c)
         self.schedule = LinearDecay.for_config(c)
         # D's optimizer counts its own updates, n per step: its schedule is stretched to match,
         # so both networks' rates follow the same plan over the run's steps.
         n = D_updates_per_step
         D_schedule = LinearDecay(self.schedule.initial_learning_rate, c.max_steps * n,
                                  c.decay_steps * n)
-        self.G_optimizer = self._adam(self.G, self.schedule, "G_optimizer")
-        self.D_optimizer = self._adam(self.D, D_schedule, "D_optimizer")
+        self.G_optimizer = self._adam(self.G, self.schedule, "G_optimizer", self.reg_interval("G"))
+        self.D_optimizer = self._adam(self.D, D_schedule, "D_optimizer", self.reg_interval("D"))
         self.fixed_noise = tf.Variable(
             tf.random.stateless_normal([FIXED_NOISE, c.z_dim], seed=[c.seed, 7]),
             trainable=False, name="fixed_noise")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
-    def _adam(self, network: keras.Model, schedule, name: str) -> keras.optimizers.Optimizer:
-        optimizer = FusedAdam(schedule, beta_1=self.config.beta1, beta_2=self.config.beta2,
-                              name=name)
+    @classmethod
+    def build_generator(cls, config: Config, name: str, dtype: str | None = None) -> keras.Model:
+        """G (or its average G_ema) for a run's settings, built: what export restores."""
+        return build_noise_generator(config, name, dtype)
+
+    @classmethod
+    def build_discriminator(cls, config: Config) -> keras.Model:
+        D = NoiseDiscriminator(config.image_size, config.ndf, config.norm, name="D",
+                               dtype=DTYPE_POLICIES[config.mixed_precision])
+        D(tf.zeros([1, config.image_size, config.image_size, 3]))
+        return D
+
+    def reg_interval(self, network: str) -> int:
+        """Steps between lazy regularisation steps of network "G" or "D" (0: none)."""
+        return 0
+
+    def _adam(self, network: keras.Model, schedule, name: str,
+              reg_interval: int = 0) -> keras.optimizers.Optimizer:
+        """Adam for network; reg_interval: it also takes a lazy regularisation step every that
+        many steps, so its rate and betas are scaled to match the unregularised plan (StyleGAN2,
+        Appendix B: c = interval / (interval + 1); lr * c, beta ** c)."""
+        beta1, beta2 = self.config.beta1, self.config.beta2
+        if reg_interval:
+            ratio = reg_interval / (reg_interval + 1)
+            schedule = LinearDecay(schedule.initial_learning_rate * ratio, schedule.total_steps,
+                                   schedule.decay_steps)
+            beta1, beta2 = beta1 ** ratio, beta2 ** ratio
+        optimizer = FusedAdam(schedule, beta_1=beta1, beta_2=beta2, name=name)
         optimizer.build(network.trainable_variables)  # slots now: spares the step a second trace
         return optimizer
 

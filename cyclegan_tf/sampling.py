@@ -1,11 +1,18 @@
-"""New images from a trained DCGAN / WGAN-GP: the exported SavedModel, and what inference.py
-writes with it (a grid, a folder of PNGs, an animated walk through the noise space).
+"""New images from a trained DCGAN / WGAN-GP / StyleGAN: the exported SavedModel, and what
+inference.py writes with it (a grid, a folder of PNGs, an animated walk through the noise space).
 
 Signatures of an exported generator (plain TensorFlow calls them without this package):
   serving_default  z: float32 [N, z_dim]             -> images: float32 [N, H, W, 3] in [-1, 1]
   generate_uint8   z: float32 [N, z_dim]             -> images: uint8 [N, H, W, 3]
   sample           seed: int64 [], count: int32 []   -> images: uint8 [count, H, W, 3], the same
                                                         images for the same seed
+A StyleGAN's take one more input, truncation: float32 [] (1: none; 0.7 trades variety for
+typical faces; 0: the average face), and it has two more, for style mixing and latent editing:
+  mapping          z: float32 [N, z_dim], truncation -> w: float32 [N, w_dim]
+  synthesis        ws: float32 [N, num_ws, w_dim]    -> images: float32 [N, H, W, 3] in [-1, 1]
+(ws[:, i] styles the i-th layer; serving_default(z) == synthesis(mapping(z) repeated num_ws
+times); mapping(z, truncation=0) is w_avg). Exported StyleGAN images use the per-pixel noise
+stored with the weights, so the same z or ws always gives the same image.
 The generator is the run's moving average G_ema (generators.py).
 """
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import os
 from typing import Callable, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -24,7 +32,6 @@ from cyclegan_tf.config import GENERATOR_MODELS, Config
 from cyclegan_tf.errors import ConfigError, ExportError, OutputError
 from cyclegan_tf.export import (METADATA_FILE, restore_latest, run_extra_files,
                                 write_assets_extra)
-from cyclegan_tf.generators import NoiseGenerator, build_noise_generator
 
 KIND = "generator"  # the metadata's "kind" of a noise -> image SavedModel
 
@@ -35,14 +42,16 @@ def noise(seed: int | tf.Tensor, count: int | tf.Tensor, z_dim: int) -> tf.Tenso
     return tf.random.stateless_normal(tf.stack([tf.cast(count, tf.int32), z_dim]), seed)
 
 
-def load_ema_generator(run_dir: str, step: int | None = None) -> tuple[NoiseGenerator, Config]:
-    """The averaged generator G_ema of a DCGAN / WGAN-GP run folder's latest checkpoint (or of
-    its checkpoint of that step)."""
+def load_ema_generator(run_dir: str, step: int | None = None) -> tuple[keras.Model, Config]:
+    """The averaged generator G_ema of a DCGAN / WGAN-GP / StyleGAN run folder's latest
+    checkpoint (or of its checkpoint of that step)."""
+    from cyclegan_tf.gans import model_class  # the models import this module's neighbours
     config = Config.load(run_dir)
     if config.model not in GENERATOR_MODELS:
-        raise ExportError(f"{run_dir} is a {config.model} run, not a generator (dcgan, wgangp): "
-                          "export it with --XtoY_model/--YtoX_model")
-    generator = build_noise_generator(config, "G_ema", dtype="float32")
+        raise ExportError(f"{run_dir} is a {config.model} run, not a generator "
+                          f"({', '.join(GENERATOR_MODELS)}): export it with "
+                          "--XtoY_model/--YtoX_model")
+    generator = model_class(config.model).build_generator(config, "G_ema", dtype="float32")
     restore_latest(run_dir, step, G_ema=generator)
     return generator, config
 
@@ -50,7 +59,7 @@ def load_ema_generator(run_dir: str, step: int | None = None) -> tuple[NoiseGene
 class Sampler(tf.Module):
     """A noise generator wrapped with the signatures listed in this module's docstring."""
 
-    def __init__(self, generator: NoiseGenerator):
+    def __init__(self, generator: keras.Model):
         super().__init__(name="sampler")
         self.generator = generator
         self.z_dim = generator.z_dim
@@ -79,6 +88,61 @@ class Sampler(tf.Module):
         }
 
 
+def _to_uint8(images: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.round((images + 1.0) * 127.5), tf.uint8)
+
+
+class StyleSampler(tf.Module):
+    """A StyleGAN generator wrapped with the signatures listed in this module's docstring."""
+
+    def __init__(self, generator: keras.Model):
+        super().__init__(name="sampler")
+        self.generator = generator
+        self.z_dim, self.num_ws = generator.z_dim, generator.num_ws
+
+    @tf.function
+    def mapping(self, z, truncation):
+        return {"w": self.generator.mapping(z, truncation=truncation)}
+
+    @tf.function
+    def synthesis(self, ws):
+        images = self.generator.synthesis(ws, noise="const")
+        return {"images": tf.clip_by_value(images, -1.0, 1.0)}
+
+    @tf.function
+    def generate_float(self, z, truncation):
+        w = self.mapping(z, truncation)["w"]
+        return self.synthesis(self.generator.broadcast(w))
+
+    @tf.function
+    def generate_uint8(self, z, truncation):
+        return {"images": _to_uint8(self.generate_float(z, truncation)["images"])}
+
+    @tf.function
+    def sample(self, seed, count, truncation):
+        tf.debugging.assert_non_negative(count, message="count must be >= 0")
+        return self.generate_uint8(noise(seed, count, self.z_dim), truncation)
+
+    def signatures(self) -> dict:
+        z = tf.TensorSpec([None, self.z_dim], tf.float32, name="z")
+        psi = tf.TensorSpec([], tf.float32, name="truncation")
+        ws = tf.TensorSpec([None, self.num_ws, self.z_dim], tf.float32, name="ws")
+        return {
+            "serving_default": self.generate_float.get_concrete_function(z, psi),
+            "generate_uint8": self.generate_uint8.get_concrete_function(z, psi),
+            "sample": self.sample.get_concrete_function(tf.TensorSpec([], tf.int64, name="seed"),
+                                                        tf.TensorSpec([], tf.int32, name="count"),
+                                                        psi),
+            "mapping": self.mapping.get_concrete_function(z, psi),
+            "synthesis": self.synthesis.get_concrete_function(ws),
+        }
+
+
+def make_sampler(generator: keras.Model) -> tf.Module:
+    """The SavedModel wrapper of a generator: a StyleGAN's has the style signatures too."""
+    return StyleSampler(generator) if hasattr(generator, "synthesis") else Sampler(generator)
+
+
 def export_generator_run(run_dir: str, export_dir: str, log: Callable[[str], None] = print,
                          formats: Sequence[str] = ("saved_model",)) -> str:
     """Writes the SavedModel of a DCGAN / WGAN-GP run's G_ema at export_dir, which must be new or
@@ -87,8 +151,9 @@ def export_generator_run(run_dir: str, export_dir: str, log: Callable[[str], Non
     portable.require_formats(formats)  # a missing extra fails before anything is written
     replaced = files.check_outputs([files.Output(export_dir, "saved_model")], inputs=[run_dir])
     generator, config = load_ema_generator(run_dir)
-    sampler = Sampler(generator)
+    sampler = make_sampler(generator)
     metadata = {"kind": KIND, "model": config.model, "z_dim": config.z_dim,
+                **({"num_ws": sampler.num_ws} if isinstance(sampler, StyleSampler) else {}),
                 "image_size": config.image_size, "run_dir": os.path.abspath(run_dir),
                 "checkpoint": tf.train.latest_checkpoint(run_dir), "config": config.to_dict()}
     # Written beside and swapped in when complete (files.py): a crash leaves the old export.
@@ -116,12 +181,19 @@ def is_generator(path: str) -> bool:
 
 
 class ImageGenerator:
-    """generate(z) -> uint8 [N, H, W, 3] with a generator SavedModel or a run folder's G_ema."""
+    """generate(z) -> uint8 [N, H, W, 3] with a generator SavedModel or a run folder's G_ema.
 
-    def __init__(self, generate_uint8: Callable[..., dict], z_dim: int, owner: object = None):
+    styled: a StyleGAN's, whose functions take a truncation and which also has mapping(z,
+    truncation) -> {"w"} and synthesis(ws) -> {"images"} (latents.py uses them)."""
+
+    def __init__(self, generate_uint8: Callable[..., dict], z_dim: int, owner: object = None,
+                 mapping: Callable[..., dict] | None = None,
+                 synthesis: Callable[..., dict] | None = None, num_ws: int = 0):
         self._generate_uint8 = generate_uint8
         self.z_dim = z_dim
         self._owner = owner  # a tf.function method only holds its object weakly
+        self.mapping, self.synthesis, self.num_ws = mapping, synthesis, num_ws
+        self.styled = synthesis is not None
 
     @classmethod
     def load(cls, path: str, step: int | None = None) -> "ImageGenerator":
@@ -131,17 +203,36 @@ class ImageGenerator:
                 raise ConfigError(f"{path} is an exported model, a single generator: --step "
                                   "picks a checkpoint of a run folder (--checkpoint_dir)")
             loaded = tf.saved_model.load(path)
-            signature = loaded.signatures["generate_uint8"]
-            z_dim = signature.structured_input_signature[1]["z"].shape[1]
-            return cls(signature, z_dim, loaded)
+            signatures = loaded.signatures
+            z_dim = signatures["generate_uint8"].structured_input_signature[1]["z"].shape[1]
+            if "synthesis" not in signatures:
+                return cls(signatures["generate_uint8"], z_dim, loaded)
+            synthesis = signatures["synthesis"]
+            return cls(signatures["generate_uint8"], z_dim, loaded, signatures["mapping"],
+                       synthesis, int(synthesis.structured_input_signature[1]["ws"].shape[1]))
         generator, _ = load_ema_generator(path, step)
-        sampler = Sampler(generator)
-        return cls(sampler.generate_uint8, sampler.z_dim, sampler)
+        sampler = make_sampler(generator)
+        if not isinstance(sampler, StyleSampler):
+            return cls(sampler.generate_uint8, sampler.z_dim, sampler)
+        return cls(sampler.generate_uint8, sampler.z_dim, sampler, sampler.mapping,
+                   sampler.synthesis, sampler.num_ws)
 
-    def generate(self, z: np.ndarray | tf.Tensor, batch: int = 64) -> np.ndarray:
+    def generate(self, z: np.ndarray | tf.Tensor, batch: int = 64,
+                 truncation: float = 1.0) -> np.ndarray:
+        """uint8 images of noise z; truncation < 1: a StyleGAN pulls w toward w_avg, the
+        others scale z (both trade variety for typical images)."""
         z = tf.convert_to_tensor(z, tf.float32)
-        return np.concatenate([self._generate_uint8(z=z[i:i + batch])["images"].numpy()
+        extra = {"truncation": tf.constant(truncation, tf.float32)} if self.styled else {}
+        if not self.styled:
+            z = z * truncation
+        return np.concatenate([self._generate_uint8(z=z[i:i + batch], **extra)["images"].numpy()
                                for i in range(0, int(z.shape[0]), batch)])
+
+    def synthesize(self, ws: np.ndarray | tf.Tensor, batch: int = 64) -> np.ndarray:
+        """StyleGAN: uint8 images of styles ws [N, num_ws, w_dim]."""
+        ws = tf.convert_to_tensor(ws, tf.float32)
+        return np.concatenate([_to_uint8(self.synthesis(ws=ws[i:i + batch])["images"]).numpy()
+                               for i in range(0, int(ws.shape[0]), batch)])
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -222,14 +313,14 @@ def write_samples(model: str, output: str | None, num: int = 0, interpolate: int
     paths = check_sample_outputs(output, num)  # refused before the model loads
     generator = ImageGenerator.load(model)
     count = interpolate or num
-    z = noise(seed, count, generator.z_dim).numpy() * truncation
+    z = noise(seed, count, generator.z_dim).numpy()
     if interpolate:
-        images = generator.generate(walk(z, frames))
+        images = generator.generate(walk(z, frames), truncation=truncation)
         save_gif(images, output)
         return f"wrote {output} ({len(images)} frames)"
     if is_folder_output(output):
-        for image, path in zip(generator.generate(z), paths):
+        for image, path in zip(generator.generate(z, truncation=truncation), paths):
             files.save_image(Image.fromarray(image), path)
         return f"wrote {len(paths)} images into {output}"
-    files.save_image(grid(generator.generate(z)), output)
+    files.save_image(grid(generator.generate(z, truncation=truncation)), output)
     return f"wrote {output} ({count} images)"

@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from cyclegan_tf import faces
 from cyclegan_tf.config import Config, ConfigError, merge_with_saved
-from cyclegan_tf.data import (check_tfrecords, iterate_images, make_dataset, resolve_tfrecords,
-                              training_load_size)
+from cyclegan_tf.data import (Jitter, check_tfrecords, iterate_images, make_dataset,
+                              resolve_tfrecords, training_load_size)
 from cyclegan_tf.errors import DataError, TrainingError
 from cyclegan_tf.gans import build_model, model_class
 from cyclegan_tf.progress import Progress
@@ -359,12 +359,14 @@ class Trainer:
         c, start = self.config, self.start_step
         # A step may read several batches of each input (WGAN-GP: one per critic update).
         batch_size = c.batch_size * getattr(self.model, "batches_per_step", 1)
+        jitter = Jitter(c.jitter_scale, c.jitter_shift, c.jitter_degrees)
 
         def batches(pattern: str, seed: int):
             # A resumed run skips the images it has consumed: it sees the uninterrupted run's data.
             return iter(self.strategy.distribute_datasets_from_function(
                 lambda ctx: make_dataset(pattern, c.image_size, batch_size, c.augment,
-                                         seed=seed, load_size=c.load_size, input_context=ctx,
+                                         seed=seed, load_size=c.load_size, jitter=jitter,
+                                         input_context=ctx,
                                          skip=start * batch_size
                                          * ctx.num_replicas_in_sync // ctx.num_input_pipelines)))
 

@@ -1,0 +1,222 @@
+"""StyleGAN2: its layers against direct computations, its regularisers, the run through train ->
+export -> inference (sample, project, learn a direction, edit, animate, mix) at 32 px, tiny
+widths (a step traces in about 15 s on 2 cores, so one trained run is shared)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import run_script
+
+TINY_STYLE = dict(model="stylegan", image_size=32, ngf=16, ndf=16, z_dim=16, channel_base=128,
+                  mapping_layers=2, batch_size=4, save_every=10, summary_every=5, log_every=5)
+STEPS = 20
+
+
+def style_config(**overrides):
+    from cyclegan_tf.config import Config
+    return Config(**{**TINY_STYLE, "max_steps": STEPS, **overrides})
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Two small folders of images and the tfrecords of their union (the demo's day scenes)."""
+    from cyclegan_tf import data, demo
+    root = tmp_path_factory.mktemp("stylefaces")
+    folders = demo.make_dataset(str(root / "images"), train_count=16, test_count=2, size=32)
+    records = str(root / "faces.tfrecords")
+    data.build_tfrecords(folders["trainA"], records, log=lambda *_: None)
+    return {"X": records, "A": folders["trainA"], "B": folders["trainB"],
+            "test": folders["testA"], "root": root}
+
+
+@pytest.fixture(scope="module")
+def style_run(faces, tmp_path_factory):
+    """A StyleGAN run trained STEPS steps with train.py, and its export (read-only)."""
+    root = tmp_path_factory.mktemp("stylerun")
+    run_dir, export_dir = str(root / "run"), str(root / "export")
+    flags = [f"--{k}={v}" for k, v in TINY_STYLE.items()]
+    result = run_script("train.py", *flags, f"--X={faces['X']}", f"--checkpoint_dir={run_dir}",
+                        f"--max_steps={STEPS}", "--pl_weight=2")
+    assert result.returncode == 0, result.stderr
+    result = run_script("export_graph.py", f"--checkpoint_dir={run_dir}",
+                        f"--generator_model={export_dir}")
+    assert result.returncode == 0, result.stderr
+    return {"run": run_dir, "export": export_dir, "root": root}
+
+
+# -- the networks -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_generator_and_discriminator_shapes_at_32_and_64_px(size):
+    from cyclegan_tf.stylegan import StyleDiscriminator, StyleGenerator, num_ws
+    G = StyleGenerator(size, z_dim=8, channel_base=64, channel_max=8, mapping_layers=2)
+    images = G(tf.random.normal([3, 8]))
+    assert images.shape == (3, size, size, 3) and images.dtype == tf.float32
+    assert G.num_ws == num_ws(size) == 2 * int(math.log2(size)) - 2
+    assert G.synthesis(tf.random.normal([2, G.num_ws, 8]), noise="none").shape == (2, size, size, 3)
+    assert StyleDiscriminator(size, 64, 8)(images).shape == (3,)
+
+
+def test_modulated_demodulated_convolution_matches_per_image_weights():
+    """The paper's Eq. 1-3 computed directly: w'_ijk = s_i w_ijk, w''= w' / sqrt(sum w'^2)."""
+    from cyclegan_tf.stylegan import ModulatedConv2D
+    layer = ModulatedConv2D(5, 3)
+    x, w = tf.random.normal([2, 6, 6, 4]), tf.random.normal([2, 7])
+    y = layer((x, w))
+    styles = layer.affine(w).numpy()
+    kernel = layer.kernel.numpy()
+    for n in range(2):
+        modulated = kernel * styles[n][None, None, :, None]
+        demodulated = modulated / np.sqrt(np.sum(modulated ** 2, axis=(0, 1, 2)) + 1e-8)
+        direct = tf.nn.conv2d(x[n:n + 1], demodulated, 1, "SAME")
+        np.testing.assert_allclose(y[n:n + 1].numpy(), direct.numpy(), atol=1e-4)
+
+
+def test_equalized_learning_rate_scales_weights_by_he_constant_and_lr_multiplier():
+    from cyclegan_tf.stylegan import EqualizedDense
+    layer = EqualizedDense(3, lr_multiplier=0.01)
+    x = tf.random.normal([2, 50])
+    y = layer(x)
+    # Stored weights are N(0, 1 / lr_mul); used, they are scaled by lr_mul / sqrt(fan_in).
+    assert 50 < float(np.std(layer.kernel.numpy())) < 200
+    np.testing.assert_allclose(y.numpy(), x.numpy() @ (layer.kernel.numpy() * 0.01 / math.sqrt(50)),
+                               atol=1e-5)
+    layer.bias.assign([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(layer(tf.zeros([1, 50])).numpy(), [[0.01, 0.02, 0.03]], atol=1e-7)
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_of_a_known_discriminator():
+    from cyclegan_tf.stylegan import r1_penalty
+    a = tf.reshape(tf.range(1, 13, dtype=tf.float32), [1, 2, 2, 3]) / 10
+
+    def D(x, training=False):  # D(x) = sum(a * x)^2 / 2: gradient (sum a x) a
+        return 0.5 * tf.square(tf.reduce_sum(a * x, axis=[1, 2, 3]))
+
+    x = tf.random.normal([3, 2, 2, 3])
+    expected = (tf.reduce_sum(a * x, axis=[1, 2, 3]) ** 2) * tf.reduce_sum(a * a)
+    np.testing.assert_allclose(r1_penalty(D, x).numpy(), expected.numpy(), rtol=1e-5)
+
+
+def test_truncation_zero_gives_the_average_w_image():
+    from cyclegan_tf.stylegan import StyleGenerator
+    G = StyleGenerator(32, z_dim=8, channel_base=64, channel_max=8, mapping_layers=2)
+    G(tf.zeros([1, 8]))
+    G.mapping.w_avg.assign(tf.random.normal([8]))
+    images = G(tf.random.normal([3, 8]), truncation=0.0)
+    average = G.synthesis(G.broadcast(G.mapping.w_avg[tf.newaxis]), noise="const")
+    np.testing.assert_allclose(images.numpy(), np.repeat(average.numpy(), 3, axis=0), atol=1e-5)
+
+
+def test_sizes_that_are_not_powers_of_two_are_refused_naming_a_valid_one():
+    from cyclegan_tf.config import ConfigError
+    with pytest.raises(ConfigError, match="power of two.*--image_size 64"):
+        style_config(image_size=80)
+    with pytest.raises(ConfigError, match="demodulation"):
+        style_config(norm="batch")
+    c = style_config()
+    assert c.r1_gamma == pytest.approx(0.0002 * 32 ** 2 / 4)  # the StyleGAN2-ADA heuristic
+
+
+def test_lazy_r1_runs_every_interval_and_the_adams_are_scaled_for_it():
+    from cyclegan_tf.stylegan import StyleGAN
+    model = StyleGAN(style_config(r1_interval=2))
+    assert model.D_optimizer.beta_2 == pytest.approx(0.99 ** (2 / 3))
+    assert float(model.D_optimizer.learning_rate) == pytest.approx(2.5e-3 * 2 / 3)
+    assert float(model.G_optimizer.learning_rate) == pytest.approx(2.5e-3)  # no path length
+    step = model.distributed_step_fn(tf.distribute.get_strategy())
+    real = tf.random.uniform([4, 32, 32, 3], -1, 1)
+    r1 = [float(step(real)["losses"]["D/r1"]) for _ in range(3)]
+    assert r1[0] > 0 and r1[1] == 0 and r1[2] > 0
+    assert float(tf.norm(model.G.mapping.w_avg)) > 0  # tracked while training
+    np.testing.assert_array_equal(model.G_ema.mapping.w_avg.numpy(), model.G.mapping.w_avg.numpy())
+
+
+# -- the workflow -----------------------------------------------------------------------------------
+
+def test_trained_run_resumes_and_exports_mapping_and_synthesis_that_compose(style_run, faces,
+                                                                            tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(style_run["run"], run)
+    config = json.load(open(os.path.join(run, "config.json")))
+    assert config["model"] == "stylegan" and config["pl_weight"] == 2
+    result = run_script("train.py", f"--checkpoint_dir={run}", f"--max_steps={STEPS + 5}",
+                        "--learning_rate=0.002")
+    assert result.returncode == 0, result.stderr
+    assert f"resumed from {run}/ckpt-{STEPS} at step {STEPS}" in result.stdout
+    assert os.path.exists(os.path.join(run, f"ckpt-{STEPS + 5}.index"))
+
+    # Plain TF, no import of this package: z -> w -> images is serving_default.
+    loaded = tf.saved_model.load(style_run["export"])
+    z = tf.random.normal([2, 16])
+    psi = tf.constant(0.7)
+    w = loaded.signatures["mapping"](z=z, truncation=psi)["w"]
+    ws = tf.tile(w[:, None], [1, 2 * 5 - 2, 1])
+    composed = loaded.signatures["synthesis"](ws=ws)["images"]
+    direct = loaded.signatures["serving_default"](z=z, truncation=psi)["images"]
+    np.testing.assert_allclose(composed.numpy(), direct.numpy(), atol=1e-5)
+    sample = loaded.signatures["sample"](seed=tf.constant(3, tf.int64), count=tf.constant(2),
+                                         truncation=tf.constant(1.0))["images"]
+    assert sample.dtype == tf.uint8 and sample.shape == (2, 32, 32, 3)
+
+
+def test_projection_lowers_its_distance(style_run, faces):
+    from cyclegan_tf import latents
+    from cyclegan_tf.evaluate import load_images
+    from cyclegan_tf.sampling import ImageGenerator
+    generator = ImageGenerator.load(style_run["export"])
+    targets = np.stack([a for _, a in load_images(faces["test"], 32, 2, lambda *_: None)])
+    result = latents.project(generator, targets, steps=40, distance=latents.PixelDistance())
+    assert result.distance_name == "pixels"
+    assert result.history[-1] < 0.8 * result.history[0]
+    assert result.ws.shape == (2, generator.num_ws, 16) and result.images.shape == (2, 32, 32, 3)
+
+
+def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, faces, tmp_path):
+    export = str(tmp_path / "export")
+    shutil.copytree(style_run["export"], export)
+    face = os.path.join(faces["test"], sorted(os.listdir(faces["test"]))[0])
+    common = [f"--model={export}", "--steps=20", "--distance=pixels"]
+    result = run_script("inference.py", *common, "--learn_direction=day", "--limit=4",
+                        f"--from_images={faces['A']}", f"--to_images={faces['B']}")
+    assert result.returncode == 0, result.stderr
+    direction = np.load(os.path.join(export, "directions", "day.npy"))
+    assert direction.shape == (8, 16) and np.abs(direction).sum() > 0
+
+    projected, edited = str(tmp_path / "fit.png"), str(tmp_path / "zero.png")
+    assert run_script("inference.py", *common, f"--input={face}", "--project",
+                      f"--output={projected}").returncode == 0
+    assert np.load(str(tmp_path / "fit.npy")).shape == (8, 16)
+    result = run_script("inference.py", *common, f"--input={face}", "--edit=day",
+                        "--strength=0", f"--output={edited}")
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+    # Strength 0 is the reconstruction (the same projection: same seed, same steps).
+    np.testing.assert_array_equal(np.asarray(Image.open(edited)), np.asarray(Image.open(projected)))
+
+    gif = str(tmp_path / "edit.gif")
+    result = run_script("inference.py", *common, f"--input={face}", "--edit=day", "--animate",
+                        "--frames=4", f"--output={gif}")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(gif).n_frames == 4 + 2  # there and back
+
+    grid = str(tmp_path / "mix.png")
+    assert run_script("inference.py", f"--model={export}", "--mix",
+                      f"--output={grid}").returncode == 0
+    assert Image.open(grid).size == (5 * 32, 5 * 32)
+
+    result = run_script("inference.py", *common, f"--input={face}", "--edit=missing")
+    assert result.returncode == 2 and "learn it with --learn_direction missing" in result.stderr
+
+
+def test_project_on_a_cyclegan_model_is_a_clear_error(trained_run, tmp_path):
+    result = run_script("inference.py", f"--model={trained_run}", "--input=x.jpg", "--project")
+    assert result.returncode == 2
+    assert "only a StyleGAN has a latent space" in result.stderr
+    assert "Traceback" not in result.stderr
