@@ -295,7 +295,7 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
                        strength: float = 1.0, animate: bool = False, frames: int = 24,
                        input_path: str = "", output: str = "", steps: int = 300,
                        distance: str = "auto", w_plus: bool = False, align_faces: bool = False,
-                       log: Callable[[str], None] = print) -> str:
+                       batch: int = 32, log: Callable[[str], None] = print) -> str:
     """inference.py --project / --edit: each input face (a file or a folder; with align_faces,
     every face of ordinary photos, pasted back) projected, then moved along a direction.
     Writes the image (or, with animate, a GIF) and, for --project, the latent as .npy beside
@@ -317,7 +317,7 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     written = []
 
     def process(face: np.ndarray) -> tuple[np.ndarray, np.ndarray, Projection]:
-        """One aligned face -> its frames (uint8 [F, size, size, 3]) and its latent."""
+        """One aligned face of a photo -> its frames (uint8 [F, size, size, 3]), its latent."""
         result = project(generator, face[None], steps, measure, w_plus, log=log)
         if direction is None:
             return result.images, result.ws[0], result
@@ -345,9 +345,23 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
         faces = _inputs(input_path, size)
         ext = ".gif" if animate else (os.path.splitext(output)[1] or ".png")
         paths = _outputs(input_path, output, [n for n, _ in faces], ext)
-        for (name, face), path in zip(faces, paths):
-            images, ws, result = process(face)
-            written.append(_write(images, path, ws if project_only else None, result, log))
+        files.check_outputs([files.Output(p, "image") for p in paths], inputs=[input_path, model])
+        for start in range(0, len(faces), batch):  # projections of a batch run together
+            chunk = np.stack([face for _, face in faces[start:start + batch]])
+            result = project(generator, chunk, steps, measure, w_plus, log=log)
+            for i, path in enumerate(paths[start:start + batch]):
+                ws = result.ws[i]
+                if direction is None:
+                    images = result.images[i:i + 1]
+                elif animate:
+                    images = generator.synthesize(edit_frames(ws, direction, strength, frames))
+                else:
+                    images = generator.synthesize((ws + strength * direction)[None])
+                one = Projection(result.ws[i:i + 1], result.images[i:i + 1],
+                                 result.distances[i:i + 1], result.distance_name, [])
+                written.append(_write(images, path, ws if project_only else None, one, log))
+    if len(written) > 3:
+        return f"wrote {len(written)} images into {output}"
     return f"wrote {', '.join(written)}" if written else "no image written"
 
 

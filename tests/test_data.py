@@ -219,3 +219,25 @@ def test_tfds_source_writes_both_domains(tmp_path):
 def test_tfds_failure_is_a_clear_error(tmp_path):
     with pytest.raises(data.DataError, match="could not load TFDS dataset 'no_such_dataset_xyz'"):
         data.build_tfrecords_from_tfds("no_such_dataset_xyz", "train", str(tmp_path / "o.tfr"))
+
+
+def test_jitter_moves_scales_and_turns_each_crop_by_its_own_seed():
+    """--jitter_*: a similarity transform about the centre, the same for the same seed."""
+    from cyclegan_tf.config import Config, ConfigError
+    from cyclegan_tf.data import Jitter
+    image = np.full((64, 64, 3), -1.0, np.float32)
+    image[20:30, 28:36] = 1.0  # a bright patch centred at (24.5, 31.5)
+    seed = tf.constant([1, 2], tf.int64)
+    u = tf.random.stateless_uniform([4], seed, -1.0, 1.0).numpy()
+    moved = Jitter(shift=0.1).apply(tf.constant(image), seed).numpy()
+    ys, xs = np.nonzero(moved[..., 0] > 0)
+    assert xs.mean() == pytest.approx(31.5 + 6.4 * u[2], abs=0.6)
+    assert ys.mean() == pytest.approx(24.5 + 6.4 * u[3], abs=0.6)
+    zoomed = Jitter(scale=0.5).apply(tf.constant(image), seed).numpy()
+    area = (zoomed[..., 0] > 0).sum() / (image[..., 0] > 0).sum()
+    assert area == pytest.approx((1 + 0.5 * u[0]) ** 2, rel=0.15)
+    turned = Jitter(degrees=90).apply(tf.constant(image), seed).numpy()
+    np.testing.assert_array_equal(turned, Jitter(degrees=90).apply(tf.constant(image), seed).numpy())
+    assert not np.array_equal(turned, image) and not Jitter()
+    with pytest.raises(ConfigError, match="drop --noaugment"):
+        Config(augment=False, jitter_degrees=5)
