@@ -5,7 +5,9 @@
 # backgrounds), then translated (i) as they are, (ii) with inference.py --align_faces (judged on
 # the whole output photo), and (iii) the aligned test crops themselves. Prints one JSON line:
 # per case the independent judge's flipped rate and face rate, and for (i) and (ii) how much the
-# pixels outside the face boxes changed (mean absolute difference, 0-255).
+# pixels outside the face boxes changed (mean absolute difference, 0-255); and, as the judge's
+# own ceiling in each framing, how often it recognises the real gender of the untranslated photos
+# and of the untranslated test crops at the model's size.
 #   bash benchmarks/faces_wild.sh       # MODELS=/tmp/faces_quality (man2woman, woman2man, run)
 # Knobs: FACES=../shared/data/faces WORK=/tmp/faces_wild SIZE=320 SEED=0.
 set -euo pipefail
@@ -37,6 +39,7 @@ touch "$WORK/.faces_wild"
 start=$(date +%s)
 declare -A expect=([testA]=female [testB]=male)
 declare -A model=([testA]=man2woman [testB]=woman2man)
+declare -A real=([testA]=male [testB]=female)
 for half in testA testB; do
   "$PY" benchmarks/wild_photos.py make --crops "$FACES/$half" --photos "$WORK/photos_$half" \
     --size "$SIZE" --seed "$SEED"
@@ -49,6 +52,21 @@ for half in testA testB; do
   for case in as_is aligned crops; do
     rm -f "$WORK/${case}_$half/boxes.json"
     bash "$JUDGE" "$WORK/${case}_$half" --expect "${expect[$half]}" --detect | tail -1 \
+      > "$WORK/judge_${case}_$half.json"
+  done
+  # The judge on the real faces, untranslated: in the photos, and as 64 px crops.
+  mkdir -p "$WORK/real_photos_$half" "$WORK/real_crops_$half"
+  cp "$WORK/photos_$half"/*.png "$WORK/real_photos_$half/"
+  "$PY" - "$FACES/$half" "$WORK/real_crops_$half" <<'PY'
+import os, sys
+from PIL import Image
+source, target = sys.argv[1:]
+for name in sorted(os.listdir(source)):
+    Image.open(os.path.join(source, name)).convert("RGB").resize((64, 64), Image.LANCZOS).save(
+        os.path.join(target, os.path.splitext(name)[0] + ".png"))
+PY
+  for case in real_photos real_crops; do
+    bash "$JUDGE" "$WORK/${case}_$half" --expect "${real[$half]}" --detect | tail -1 \
       > "$WORK/judge_${case}_$half.json"
   done
   for case in as_is aligned; do
@@ -82,6 +100,12 @@ for half in ("testA", "testB"):
     found = re.search(r"(\d+) photos without a face found", open(f"{work}/align_{half}.log").read())
     faceless += int(found.group(1)) if found else 0
 result["aligned"]["photos_without_a_face_found"] = faceless
+for case in ("real_photos", "real_crops"):  # the judge's ceiling: real faces, real gender
+    judged = [load(f"judge_{case}_{half}") for half in ("testA", "testB")]
+    images = sum(j["images"] for j in judged)
+    result[f"judge_on_{case}"] = {
+        "recognised": round(sum(j["expected_rate"] * j["images"] for j in judged) / images, 4),
+        "face_rate": round(sum(j["face_rate"] * j["images"] for j in judged) / images, 4)}
 result["wall_seconds"] = seconds
 print(json.dumps(result))
 EOF

@@ -332,6 +332,7 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
         photos = _photos(input_path)
         paths = _outputs(input_path, output, [n for n, _ in photos],
                          os.path.splitext(output)[1] or ".png")
+        files.check_outputs([files.Output(p, "image") for p in paths], inputs=[input_path, model])
         for (name, photo), path in zip(photos, paths):
             found = detector.detect(photo)
             if not found:

@@ -220,3 +220,36 @@ def test_project_on_a_cyclegan_model_is_a_clear_error(trained_run, tmp_path):
     assert result.returncode == 2
     assert "only a StyleGAN has a latent space" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_mirrored_bf16_training_with_both_regularisers(faces, tmp_path):
+    """Two replicas (logical CPUs), bf16, R1 and path length: the step every strategy runs."""
+    import subprocess
+    import sys
+    import textwrap
+    from tests.conftest import REPO
+    code = f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from cyclegan_tf.config import Config
+        from cyclegan_tf.training import Trainer
+        config = Config(**{{**{TINY_STYLE!r}, "max_steps": 3, "save_every": 3}},
+                        X={faces['X']!r}, checkpoint_dir={str(tmp_path / 'run')!r},
+                        strategy="mirrored", mixed_precision="bf16", r1_interval=2, pl_weight=2.0)
+        trainer = Trainer(config, log=print)
+        print("result", trainer.run().step)
+        w_avg = trainer.model.G.mapping.w_avg
+        copies = trainer.strategy.experimental_local_results(w_avg)
+        print("replicas", len(copies), float(tf.reduce_max(tf.abs(copies[0] - copies[1]))))
+        print("pl_mean", float(trainer.model.pl_mean))
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(2 replica(s)" in result.stdout and "result 3" in result.stdout
+    replicas = [line for line in result.stdout.splitlines() if line.startswith("replicas")][0]
+    assert replicas.split()[1:] == ["2", "0.0"]
+    pl_mean = float([l for l in result.stdout.splitlines() if l.startswith("pl_mean")][0].split()[1])
+    assert pl_mean > 0
