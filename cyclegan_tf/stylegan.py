@@ -475,9 +475,13 @@ class StyleGAN(NoiseGAN):
             G_total = average(G_loss)
             if c.pl_weight:
                 lazy_pl = tf.equal(self.step % PL_INTERVAL, 0)
-                pl = tf.cond(lazy_pl, lambda: self.path_length_penalty(count),
-                             lambda: tf.constant(0.0))
+                # The running mean is assigned outside the cond: under tf.distribute a
+                # synchronised assignment must not sit inside control flow.
+                pl, pl_mean = tf.cond(lazy_pl, lambda: self.path_length_penalty(count),
+                                      lambda: (tf.constant(0.0), tf.identity(self.pl_mean)))
                 G_total += c.pl_weight * PL_INTERVAL * pl
+        if c.pl_weight:
+            self.pl_mean.assign(pl_mean)
         self.G_optimizer.apply_gradients(zip(tape.gradient(G_total, G_vars), G_vars))
         self.step.assign_add(1)
         return {
@@ -489,10 +493,11 @@ class StyleGAN(NoiseGAN):
             "scores": {"D/real": score_real, "D/fake": score_fake},
         }
 
-    def path_length_penalty(self, count: tf.Tensor) -> tf.Tensor:
+    def path_length_penalty(self, count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(|J_w^T y| - a)^2 for random image-space directions y, on half a batch, with a the
-        running mean of the lengths (the paper's Eq. 4). Averaged over the replica's images
-        (divided by the replicas, so that the global sum is their mean)."""
+        running mean of the lengths (the paper's Eq. 4), and the new running mean. Averaged
+        over the replica's images (divided by the replicas, so that the global sum is their
+        mean)."""
         half = tf.maximum(count // 2, 1)
         ws = self.mixed_styles(half, 6)
         with tf.GradientTape() as tape:
@@ -503,10 +508,9 @@ class StyleGAN(NoiseGAN):
             total = tf.reduce_sum(images * y)
         grads = tape.gradient(total, ws)
         lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
-        mean = self.pl_mean + PL_DECAY * (tf.reduce_mean(lengths) - self.pl_mean)
-        self.pl_mean.assign(tf.stop_gradient(mean))
+        mean = tf.stop_gradient(self.pl_mean + PL_DECAY * (tf.reduce_mean(lengths) - self.pl_mean))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return tf.reduce_mean(tf.square(lengths - tf.stop_gradient(mean))) / replicas
+        return tf.reduce_mean(tf.square(lengths - mean)) / replicas, mean
 
     def update_ema(self) -> None:
         """G_ema's weights average G's (NoiseGAN); its buffers (w_avg, the constant noise) are

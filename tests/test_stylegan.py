@@ -240,9 +240,9 @@ def test_mirrored_bf16_training_with_both_regularisers(faces, tmp_path):
         trainer = Trainer(config, log=print)
         print("result", trainer.run().step)
         w_avg = trainer.model.G.mapping.w_avg
-        copies = trainer.strategy.experimental_local_results(w_avg)
+        copies = trainer.strategy.experimental_local_results(w_avg.value)  # the tf.Variable
         print("replicas", len(copies), float(tf.reduce_max(tf.abs(copies[0] - copies[1]))))
-        print("pl_mean", float(trainer.model.pl_mean))
+        print("pl_mean", float(tf.convert_to_tensor(trainer.model.pl_mean)))
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
