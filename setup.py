@@ -26,8 +26,9 @@ setup(
         # Faces: MTCNN, a face detector with five landmarks whose weights ship inside its wheel
         # (offline), also the offline feature network of evaluate.py --fid_network face.
         "faces": ["mtcnn==1.0.0"],
-        # The tests run the export parity tests and the real detector, so CI needs both extras.
-        "test": ["pytest", "scipy", "tf2onnx==1.17.0", "onnx>=1.23", "onnxruntime>=1.32",
+        # The tests run the export parity tests and the real detector, so CI needs both extras;
+        # pytest-xdist runs them in two workers (README: Run the tests).
+        "test": ["pytest", "pytest-xdist", "scipy", "tf2onnx==1.17.0", "onnx>=1.23", "onnxruntime>=1.32",
                  "ai-edge-litert>=2.3", "mtcnn==1.0.0"],
     },
 )
