@@ -121,8 +121,8 @@ class NoiseGAN(tf.Module):
         n = D_updates_per_step
         D_schedule = LinearDecay(self.schedule.initial_learning_rate, c.max_steps * n,
                                  c.decay_steps * n)
-        self.G_optimizer = self._adam(self.G, self.schedule, "G_optimizer", self.reg_interval("G"))
-        self.D_optimizer = self._adam(self.D, D_schedule, "D_optimizer", self.reg_interval("D"))
+        self.G_optimizer = self._adam(self.G, self.schedule, "G_optimizer")
+        self.D_optimizer = self._adam(self.D, D_schedule, "D_optimizer")
         self.fixed_noise = tf.Variable(
             tf.random.stateless_normal([FIXED_NOISE, c.z_dim], seed=[c.seed, 7]),
             trainable=False, name="fixed_noise")
@@ -141,22 +141,10 @@ class NoiseGAN(tf.Module):
         D(tf.zeros([1, config.image_size, config.image_size, 3]))
         return D
 
-    def reg_interval(self, network: str) -> int:
-        """Steps between lazy regularisation steps of network "G" or "D" (0: none)."""
-        return 0
-
-    def _adam(self, network: keras.Model, schedule, name: str,
-              reg_interval: int = 0) -> keras.optimizers.Optimizer:
-        """Adam for network; reg_interval: it also takes a lazy regularisation step every that
-        many steps, so its rate and betas are scaled to match the unregularised plan (StyleGAN2,
-        Appendix B: c = interval / (interval + 1); lr * c, beta ** c)."""
-        beta1, beta2 = self.config.beta1, self.config.beta2
-        if reg_interval:
-            ratio = reg_interval / (reg_interval + 1)
-            schedule = LinearDecay(schedule.initial_learning_rate * ratio, schedule.total_steps,
-                                   schedule.decay_steps)
-            beta1, beta2 = beta1 ** ratio, beta2 ** ratio
-        optimizer = FusedAdam(schedule, beta_1=beta1, beta_2=beta2, name=name)
+    def _adam(self, network: keras.Model, schedule, name: str) -> keras.optimizers.Optimizer:
+        """Adam for network with the run's betas, its slots built."""
+        optimizer = FusedAdam(schedule, beta_1=self.config.beta1, beta_2=self.config.beta2,
+                              name=name)
         optimizer.build(network.trainable_variables)  # slots now: spares the step a second trace
         return optimizer
 

@@ -9,13 +9,17 @@ upsampled sum of the ones before (skip outputs). Every layer uses the equalized 
 weights drawn from N(0, 1) and scaled by He's constant at run time.
 
 D is the paper's residual network with a minibatch standard-deviation feature at 4x4. Training:
-the non-saturating logistic loss, R1 on real images every r1_interval steps (lazy, with the
-optimizers' rates and betas scaled to match), style mixing, an optional path-length penalty, the
+the non-saturating logistic loss, R1 on real images every r1_interval steps (lazy: its weight
+times the interval, added to that step's loss; the paper takes it as an extra Adam step instead,
+which is why it scales the rates and betas by interval / (interval + 1): folded into the step,
+there is no extra step and nothing to scale), style mixing, an optional path-length penalty, the
 moving average G_ema that export uses, and a running w_avg for the truncation trick.
 
 Up- and downsampling use the paper's [1, 3, 3, 1] filter: a transposed convolution then that
-blur in G, blur with stride 2 before a convolution in D (the paper convolves with stride 2 after
-the blur: the same filter, at a quarter of the arithmetic).
+blur in G (and zeros inserted then the blur for the skip outputs: both put input pixel i at output
+2i + 1/2, where bilinear upsampling puts it), blur with stride 2 before a convolution in D (the
+paper convolves with stride 2 after the blur at full resolution: the same filter, a quarter of the
+arithmetic, but D's 3x3 kernels then see the halved image).
 """
 from __future__ import annotations
 
@@ -60,13 +64,15 @@ def _blur_kernel(channels: int, gain: float, dtype) -> tf.Tensor:
     return tf.constant(np.tile(f2[:, :, None, None], [1, 1, channels, 1]), dtype)
 
 
-def blur(x: tf.Tensor, gain: float = 1.0, stride: int = 1) -> tf.Tensor:
-    """[1, 3, 3, 1] low-pass filter (stride 2: an anti-aliased halving), same size padding.
+def blur(x: tf.Tensor, gain: float = 1.0, stride: int = 1, pad: tuple[int, int] = (1, 2)
+         ) -> tf.Tensor:
+    """[1, 3, 3, 1] low-pass filter, same size; stride 2: an anti-aliased halving. pad: before
+    and after, at stride 1 (which output pixel the filter's centre lands on).
     (A depthwise convolution: 3-8x faster on a CPU than the same filter as sums of shifted
     slices, measured forward + backward at 64 px, batch 32.)"""
     kernel = _blur_kernel(x.shape[-1], gain, x.dtype)
-    x = tf.pad(x, [[0, 0], [1, 2], [1, 2], [0, 0]] if stride == 1 else
-               [[0, 0], [1, 1], [1, 1], [0, 0]])
+    before, after = pad if stride == 1 else (1, 1)
+    x = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
     return tf.nn.depthwise_conv2d(x, kernel, [1, stride, stride, 1], "VALID")
 
 
@@ -288,17 +294,19 @@ class SynthesisNetwork(keras.Model):
             i = 1 + 2 * block  # ws index of this block's first convolution
             x = self.layers_[i]((x, ws[:, i]), noise=noise, seed=seed_of(i))
             x = self.layers_[i + 1]((x, ws[:, i + 1]), noise=noise, seed=seed_of(i + 1))
-            rgb = blur(_upsample_zeros(rgb), gain=4.0) + to_rgb((x, ws[:, i + 2]))
+            rgb = upsample(rgb) + to_rgb((x, ws[:, i + 2]))
         return tf.cast(rgb, tf.float32)
 
 
-def _upsample_zeros(x: tf.Tensor) -> tf.Tensor:
-    """Doubles height and width by inserting zeros (then blur(gain=4) interpolates: the paper's
-    upfirdn2d upsampling of the skip outputs)."""
+def upsample(x: tf.Tensor) -> tf.Tensor:
+    """Doubles height and width: zeros inserted after each pixel, then the blur (gain 4) padded
+    (2, 1), the paper's upfirdn2d. Input pixel i lands on output 2i + 1/2 as in the modulated
+    up-convolution, so every resolution's RGB output lines up; inside the border it is bilinear
+    upsampling."""
     n, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
     x = tf.reshape(x, [n, h, 1, w, 1, c])
     x = tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 0], [0, 1], [0, 0]])
-    return tf.reshape(x, [n, 2 * h, 2 * w, c])
+    return blur(tf.reshape(x, [n, 2 * h, 2 * w, c]), gain=4.0, pad=(2, 1))
 
 
 class StyleGenerator(keras.Model):
@@ -405,12 +413,6 @@ class StyleGAN(NoiseGAN):
     @classmethod
     def build_generator(cls, config: Config, name: str, dtype: str | None = None) -> keras.Model:
         return build_style_generator(config, name, dtype)
-
-    def reg_interval(self, network: str) -> int:
-        """Lazy regularisation: D's R1 every r1_interval steps, G's path length every 4."""
-        if network == "D":
-            return self.config.r1_interval
-        return PL_INTERVAL if self.config.pl_weight else 0
 
     @classmethod
     def build_discriminator(cls, config: Config) -> keras.Model:
