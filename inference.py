@@ -56,19 +56,26 @@ flags.DEFINE_string("learn_direction", "", "stylegan: learn the direction NAME f
                     "--from_images to --to_images (stored as MODEL/directions/NAME.npy)")
 flags.DEFINE_string("from_images", "", "--learn_direction: faces without the attribute")
 flags.DEFINE_string("to_images", "", "--learn_direction: faces with the attribute")
-flags.DEFINE_integer("limit", 100, "--learn_direction: images projected from each folder")
+flags.DEFINE_enum("direction_method", "classifier", ["classifier", "projections"],
+                  "--learn_direction: a classifier of the two folders labels generated faces "
+                  "(InterFaceGAN), or the difference of the folders' projected latents")
+flags.DEFINE_integer("limit", 0, "--learn_direction: images read from each folder (0: all for "
+                     "the classifier, 100 for projections)")
 flags.DEFINE_string("edit", "", "stylegan: move each --input face along the learned direction "
                     "NAME")
-flags.DEFINE_float("strength", 1.0, "--edit: how far (1: the mean difference of the two folders "
-                   "it was learned from; negative: the other way)")
+flags.DEFINE_float("strength", 1.0, "--edit: how far at most (1: the difference the direction "
+                   "was learned as; negative: the other way)")
+flags.DEFINE_float("confidence", 0.9, "--edit: move each face only until the direction's "
+                   "classifier is this sure of the edit (0: always the full --strength)")
 flags.DEFINE_boolean("animate", False, "--edit: an animated GIF from the face to the edited face "
                      "and back (--output x.gif, --frames per way)")
 flags.DEFINE_boolean("mix", False, "stylegan: a style-mixing grid (--output grid.png)")
 flags.DEFINE_integer("steps", 300, "projection: optimisation steps per face")
 flags.DEFINE_enum("distance", "auto", ["auto", "vgg16", "pixels"], "projection: perceptual "
                   "distance (auto: VGG16 if its weights are here, else a pixel fallback)")
-flags.DEFINE_boolean("w_plus", False, "projection: one style per layer (closer fits, edits less "
-                     "reliable)")
+flags.DEFINE_enum("space", "z", ["z", "w", "w+"], "projection: search the mapping's input z "
+                  "(sharper faces from a young model), w (the paper's) or w+ (one w per layer: "
+                  "closer fits, less reliable edits)")
 FLAGS = flags.FLAGS
 
 LATENT_FLAGS = ("project", "learn_direction", "edit", "mix")
@@ -128,7 +135,8 @@ def _latent_command() -> int:
     elif FLAGS.learn_direction:
         print(latents.learn_direction_command(FLAGS.model, FLAGS.learn_direction,
                                               FLAGS.from_images, FLAGS.to_images, FLAGS.limit,
-                                              FLAGS.steps, FLAGS.distance))
+                                              FLAGS.direction_method, FLAGS.steps,
+                                              FLAGS.distance))
     else:
         if FLAGS.align_faces:
             FaceDetector.check_installed()
@@ -137,7 +145,8 @@ def _latent_command() -> int:
             animate=FLAGS.animate, frames=FLAGS.frames,
             input_path=FLAGS.input if FLAGS["input"].present else "",
             output=output or ("edit.gif" if FLAGS.animate else "projected.png"),
-            steps=FLAGS.steps, distance=FLAGS.distance, w_plus=FLAGS.w_plus,
+            steps=FLAGS.steps, distance=FLAGS.distance, space=FLAGS.space,
+            confidence=FLAGS.confidence,
             align_faces=FLAGS.align_faces))
     return 0
 

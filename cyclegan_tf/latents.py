@@ -4,14 +4,20 @@ labelled folders, edits along them, the edit as an animation, and style-mixing g
 All of it runs on an exported StyleGAN (its `mapping` and `synthesis` signatures, differentiated
 through) or on a run folder's G_ema, through sampling.ImageGenerator.
 
-Projection is the StyleGAN2 projector (Karras et al. 2020, Appendix D): Adam on one w per image
-(or on w+: one per layer), starting at w_avg, with noise added to w that ramps down over the
-first three quarters, the learning rate ramped up and then down, and a perceptual distance:
+Projection is the StyleGAN2 projector (Karras et al. 2020, Appendix D): Adam on one latent per
+image, with noise added to it that ramps down over the first three quarters, the learning rate
+ramped up and then down, and a perceptual distance. The latent is z by default (the mapping's
+input, so the styles stay ones the generator was trained on), or the paper's w, or w+ (one w per
+layer). The distances:
   "vgg16"   LPIPS-style: unit-normalised VGG16 features of five layers (Keras' ImageNet weights,
             downloaded once into ~/.keras/models), compared at 224 px;
   "pixels"  the fallback that needs no download: mean squared error of the images at full,
             1/2 and 1/4 resolution. It matches colours and shapes, not perceived detail, so
             reconstructions are blurrier in the details: every report names the distance used.
+
+A direction is learned as InterFaceGAN does (a classifier of the two labelled folders labels
+generated faces), or from the two folders' projections; an edit moves each face along it until
+that classifier is sure, at most by the strength asked.
 """
 from __future__ import annotations
 
@@ -32,6 +38,11 @@ from cyclegan_tf.sampling import ImageGenerator, noise
 DISTANCES = ("auto", "vgg16", "pixels")
 VGG_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")
 W_STATS_SAMPLES = 2000  # z's drawn for w_avg and the spread of w (the paper draws 10000)
+DIRECTION_METHODS = ("classifier", "projections")
+CLASSIFIER_SIZE = 64  # the attribute classifier sees faces this size, whatever the model's
+CLASSIFIED_SAMPLES = 4000  # generated faces the classifier labels for a direction
+SPACES = ("z", "w", "w+")  # where the projector searches
+PROJECTION_CANDIDATES = 256  # samples a z projection picks its start from
 
 
 def vgg16_available() -> bool:
@@ -116,38 +127,56 @@ class Projection:
 
 
 def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
-            distance=None, w_plus: bool = False, learning_rate: float = 0.1,
+            distance=None, space: str = "z", learning_rate: float | None = None,
             noise_ramp: float = 0.75, initial_noise: float = 0.05, seed: int = 0,
             log: Callable[[str], None] | None = None) -> Projection:
-    """The w (or w+) whose images match targets (uint8 [N, H, W, 3] at the model's size), all
-    N at once (Adam treats each element alone, so this is N independent projections)."""
+    """The latent whose images match targets (uint8 [N, H, W, 3] at the model's size), all N at
+    once (Adam treats each element alone, so this is N independent projections).
+
+    space "w": the paper's, one w from w_avg; "w+": one w per layer, closer fits that edit less
+    reliably; "z": the mapping's input, so that w stays among those the generator was trained
+    on, from the nearest of PROJECTION_CANDIDATES samples. A young generator (hours on a CPU)
+    makes blurred faces for most w that its mapping never produced, so "w" then fits the pixels
+    more closely with a blurred face; "z" gives a sharper one, and that is what edits need."""
     _need_styles(generator, "projection")
+    if space not in SPACES:
+        raise ConfigError(f"--space must be one of {SPACES}, got {space!r}")
     distance = distance or make_distance()
     target = tf.convert_to_tensor(np.asarray(targets, np.float32) / 127.5 - 1.0)
-    count = target.shape[0]
+    count, num_ws = target.shape[0], generator.num_ws
     w_avg, w_std = w_statistics(generator)
-    layers = generator.num_ws if w_plus else 1
-    w_opt = tf.Variable(np.tile(w_avg[None, None], [count, layers, 1]).astype(np.float32))
+    if space == "z":
+        start = _nearest_samples(generator, target, seed)
+        noise_std = 1.0  # z is unit normal
+    else:
+        start = np.tile(w_avg[None, None], [count, num_ws if space == "w+" else 1, 1])
+        noise_std = w_std
+    latent = tf.Variable(start.astype(np.float32))
+    learning_rate = learning_rate or (0.05 if space == "z" else 0.1)
     optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999)
-    optimizer.build([w_opt])
-    num_ws = generator.num_ws
+    optimizer.build([latent])
+
+    def styles(value):
+        if space == "z":  # on the sphere normal z lives near, as the mapping normalises it
+            z = value * tf.math.rsqrt(tf.reduce_mean(tf.square(value), -1, keepdims=True) + 1e-8)
+            value = generator.mapping(z=z[:, 0], truncation=tf.constant(1.0))["w"][:, None]
+        return tf.broadcast_to(value, [count, num_ws, value.shape[-1]])
 
     @tf.function
     def step(lr, noise_scale, seed_pair):
-        w_noise = tf.random.stateless_normal(tf.shape(w_opt), seed_pair) * noise_scale
+        latent_noise = tf.random.stateless_normal(tf.shape(latent), seed_pair) * noise_scale
         with tf.GradientTape() as tape:
-            ws = tf.broadcast_to(w_opt + w_noise, [count, num_ws, w_opt.shape[-1]])
-            images = generator.synthesis(ws=ws)["images"]
+            images = generator.synthesis(ws=styles(latent + latent_noise))["images"]
             dist = distance(images, target)
             total = tf.reduce_sum(dist)
         optimizer.learning_rate.assign(lr)
-        optimizer.apply_gradients([(tape.gradient(total, w_opt), w_opt)])
+        optimizer.apply_gradients([(tape.gradient(total, latent), latent)])
         return dist
 
     history = []
     for i in range(steps):
         t = i / max(steps, 1)
-        noise_scale = w_std * initial_noise * max(0.0, 1.0 - t / noise_ramp) ** 2
+        noise_scale = noise_std * initial_noise * max(0.0, 1.0 - t / noise_ramp) ** 2
         ramp = min(1.0, (1.0 - t) / 0.25)
         ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / 0.05)
         dist = step(tf.constant(learning_rate * ramp, tf.float32),
@@ -157,10 +186,28 @@ def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
             if log and (i % 100 == 0 or i == steps - 1):
                 log(f"projection step {i + 1}/{steps}: {distance.name} distance "
                     f"{history[-1]:.4f}")
-    ws = np.broadcast_to(w_opt.numpy(), (count, num_ws, w_opt.shape[-1])).copy()
+    ws = styles(tf.convert_to_tensor(latent)).numpy()
     images = generator.synthesize(ws)
     final = distance(tf.convert_to_tensor(images, tf.float32) / 127.5 - 1.0, target).numpy()
     return Projection(ws, images, final, distance.name, history)
+
+
+def _nearest_samples(generator: ImageGenerator, target: tf.Tensor, seed: int) -> np.ndarray:
+    """z [N, 1, z_dim]: for each target, the candidate sample closest to it in pixels at 16 px
+    (cheap and blind to detail: it finds the pose, colours and light to start from)."""
+    z = noise(seed + 7919, PROJECTION_CANDIDATES, generator.z_dim)
+    w = generator.mapping(z=z, truncation=tf.constant(1.0))["w"]
+    small = []
+    for start in range(0, PROJECTION_CANDIDATES, 64):
+        images = generator.synthesis(ws=tf.repeat(w[start:start + 64, None], generator.num_ws,
+                                                  axis=1))["images"]
+        small.append(tf.reshape(tf.image.resize(images, [16, 16], "area"), [len(images), -1]))
+    candidates = tf.concat(small, 0)
+    targets = tf.reshape(tf.image.resize(target, [16, 16], "area"), [target.shape[0], -1])
+    squared = (tf.reduce_sum(tf.square(targets), 1, keepdims=True)
+               - 2.0 * tf.matmul(targets, candidates, transpose_b=True)
+               + tf.reduce_sum(tf.square(candidates), 1)[None])
+    return tf.gather(z, tf.argmin(squared, axis=1)).numpy()[:, None]
 
 
 # -- directions -------------------------------------------------------------------------------------
@@ -173,34 +220,117 @@ def direction_path(model: str, name: str) -> str:
 
 
 def learn_direction(generator: ImageGenerator, model: str, name: str,
-                    from_images: np.ndarray, to_images: np.ndarray, steps: int = 200,
-                    distance=None, batch: int = 32,
+                    from_images: np.ndarray, to_images: np.ndarray,
+                    method: str = "classifier", steps: int = 200, distance=None,
+                    batch: int = 32, samples: int = CLASSIFIED_SAMPLES,
                     log: Callable[[str], None] = print) -> tuple[str, dict]:
-    """Projects both sets and stores mean(w of to_images) - mean(w of from_images) as
-    model/directions/name.npy ([num_ws, w_dim]; strength 1 moves a face by that difference),
-    with name.json saying how it was made. Returns the path and that record."""
+    """Learns the direction from from_images (without the attribute) to to_images (with it)
+    and stores it as model/directions/name.npy ([num_ws, w_dim]), with name.json saying how it
+    was made. Returns the path and that record.
+
+    method "classifier" (InterFaceGAN's way, Shen et al. 2020): a small CNN learns the
+    attribute from the two sets (uint8 [N, 64, 64, 3]), labels `samples` generated faces, and
+    the direction is the mean w of the quarter it is surest have the attribute minus that of
+    the quarter surest lack it. The generator's own faces carry the labels, so no real face has
+    to be projected, and thousands of samples average out what is not the attribute.
+    method "projections": both sets (at the model's size) projected, the difference of their
+    mean w. Cheap in images, but a few hundred projections leave much noise in 512 dimensions,
+    and the projector's blur weakens fine cues such as gender.
+    Strength 1 moves a face by the difference either way."""
     _need_styles(generator, "--learn_direction")
+    if method not in DIRECTION_METHODS:
+        raise ConfigError(f"--direction_method must be one of {DIRECTION_METHODS}, got {method!r}")
     path = direction_path(model, name)
-    distance = distance or make_distance()
-    means, record = [], {"name": name, "distance": distance.name, "steps": steps}
-    for label, images in (("from", from_images), ("to", to_images)):
-        ws, dists = [], []
-        for start in range(0, len(images), batch):
-            log(f"projecting the '{label}' images {start + 1}-{min(start + batch, len(images))} "
-                f"of {len(images)}")
-            result = project(generator, images[start:start + batch], steps, distance)
-            ws.append(result.ws)
-            dists.append(result.distances)
-        means.append(np.concatenate(ws).mean(axis=0))
-        record[f"{label}_images"] = len(images)
-        record[f"{label}_mean_distance"] = float(np.concatenate(dists).mean())
-    direction = (means[1] - means[0]).astype(np.float32)
+    record = {"name": name, "method": method, "from_images": len(from_images),
+              "to_images": len(to_images)}
+    if method == "classifier":
+        classifier, accuracy = train_classifier(from_images, to_images, log=log)
+        direction, to_fraction = classifier_direction(generator, classifier, samples)
+        record.update(classifier_held_out_accuracy=round(accuracy, 4), samples=samples,
+                      samples_with_attribute=round(to_fraction, 4))
+    else:
+        distance = distance or make_distance()
+        record.update(distance=distance.name, steps=steps)
+        means = []
+        for label, images in (("from", from_images), ("to", to_images)):
+            ws, dists = [], []
+            for start in range(0, len(images), batch):
+                log(f"projecting the '{label}' images {start + 1}-"
+                    f"{min(start + batch, len(images))} of {len(images)}")
+                result = project(generator, images[start:start + batch], steps, distance)
+                ws.append(result.ws)
+                dists.append(result.distances)
+            means.append(np.concatenate(ws).mean(axis=0))
+            record[f"{label}_mean_distance"] = float(np.concatenate(dists).mean())
+        direction = (means[1] - means[0]).astype(np.float32)
     record["norm"] = float(np.linalg.norm(direction[0]))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    _save_npy(direction, path)
+    _save_npy(direction.astype(np.float32), path)
+    stale = path[:-4] + ".keras"
+    if method == "classifier":  # edits ask it how far each face has to move
+        tmp = os.path.join(os.path.dirname(path), f".{name}.tmp.keras")
+        classifier.save(tmp)
+        os.replace(tmp, stale)
+    elif os.path.exists(stale):  # a classifier of an earlier direction of that name
+        os.remove(stale)
     with open(path[:-4] + ".json", "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2, sort_keys=True)
     return path, record
+
+
+def attribute_classifier() -> keras.Model:
+    """A small CNN: a CLASSIFIER_SIZE face in [-1, 1] -> the logit of having the attribute."""
+    layers = keras.layers
+    blocks = [layer for width in (32, 64, 128, 256)
+              for layer in (layers.Conv2D(width, 3, 2, "same"), layers.BatchNormalization(),
+                            layers.LeakyReLU(0.2))]
+    return keras.Sequential([keras.Input((CLASSIFIER_SIZE, CLASSIFIER_SIZE, 3)),
+                             layers.RandomFlip("horizontal"), *blocks,
+                             layers.GlobalAveragePooling2D(), layers.Dropout(0.3),
+                             layers.Dense(1)], name="attribute_classifier")
+
+
+def train_classifier(without: np.ndarray, with_: np.ndarray, epochs: int = 8, seed: int = 0,
+                     log: Callable[[str], None] = print) -> tuple[keras.Model, float]:
+    """The classifier trained on both sets (uint8 at CLASSIFIER_SIZE; label 1: with_), a tenth
+    of each held out; returns it and its accuracy on what it did not see."""
+    order = [np.random.default_rng(seed + i).permutation(len(s))
+             for i, s in enumerate((without, with_))]
+    held = [max(1, len(s) // 10) for s in (without, with_)]
+    split = [(s[o[h:]], s[o[:h]]) for s, o, h in zip((without, with_), order, held)]
+    x = np.concatenate([split[0][0], split[1][0]]).astype(np.float32) / 127.5 - 1.0
+    y = np.concatenate([np.zeros(len(split[0][0])), np.ones(len(split[1][0]))])
+    x_held = np.concatenate([split[0][1], split[1][1]]).astype(np.float32) / 127.5 - 1.0
+    y_held = np.concatenate([np.zeros(held[0]), np.ones(held[1])])
+    classifier = attribute_classifier()
+    classifier.compile(keras.optimizers.Adam(1e-3),
+                       keras.losses.BinaryCrossentropy(from_logits=True))
+    log(f"training the attribute classifier on {len(x)} faces ({epochs} epochs)")
+    classifier.fit(x, y, batch_size=64, epochs=epochs, shuffle=True, verbose=0)
+    logits = classifier.predict(x_held, batch_size=256, verbose=0)[:, 0]
+    accuracy = float(np.mean((logits > 0) == (y_held > 0.5)))
+    log(f"classifier accuracy on {len(x_held)} held-out faces: {accuracy:.3f}")
+    return classifier, accuracy
+
+
+def classifier_direction(generator: ImageGenerator, classifier: keras.Model,
+                         samples: int = CLASSIFIED_SAMPLES, fraction: float = 0.25,
+                         seed: int = 0, chunk: int = 250) -> tuple[np.ndarray, float]:
+    """[num_ws, w_dim]: the mean w of the `fraction` of samples the classifier scores highest
+    minus that of the fraction it scores lowest; and the fraction it calls positive."""
+    ws, logits = [], []
+    for start in range(0, samples, chunk):
+        z = noise(seed + start, min(chunk, samples - start), generator.z_dim)
+        w = generator.mapping(z=z, truncation=tf.constant(1.0))["w"]
+        images = generator.synthesis(ws=tf.repeat(w[:, None], generator.num_ws, axis=1))
+        images = tf.image.resize(images["images"], [CLASSIFIER_SIZE] * 2, "area")
+        logits.append(classifier(images, training=False)[:, 0].numpy())
+        ws.append(w.numpy())
+    ws, logits = np.concatenate(ws), np.concatenate(logits)
+    order = np.argsort(logits)
+    count = max(1, int(round(samples * fraction)))
+    difference = ws[order[-count:]].mean(axis=0) - ws[order[:count]].mean(axis=0)
+    return np.repeat(difference[None], generator.num_ws, axis=0), float(np.mean(logits > 0))
 
 
 def _save_npy(array: np.ndarray, path: str) -> None:
@@ -225,6 +355,35 @@ def load_direction(model: str, name: str, num_ws: int) -> np.ndarray:
         raise ConfigError(f"{path} was learned for another model ({direction.shape[0]} styles, "
                           f"this one has {num_ws})")
     return direction
+
+
+def load_classifier(model: str, name: str) -> keras.Model | None:
+    """The classifier a direction was learned with (method "classifier"), or None."""
+    path = direction_path(model, name)[:-4] + ".keras"
+    return keras.models.load_model(path, compile=False) if os.path.isfile(path) else None
+
+
+def edit_strengths(generator: ImageGenerator, ws: np.ndarray, direction: np.ndarray,
+                   strength: float, classifier: keras.Model, confidence: float = 0.9,
+                   tries: int = 12) -> np.ndarray:
+    """Per face of ws [N, num_ws, w_dim], the smallest of `tries` even steps up to strength at
+    which the classifier is `confidence` sure that the edited face has the attribute (strength
+    > 0) or lacks it (< 0); strength itself where it never is. Faces differ in how far they
+    must move: one fixed strength over-edits some (artefacts) and under-edits others."""
+    chosen = np.full(len(ws), strength, np.float32)
+    pending = np.ones(len(ws), bool)
+    for k in range(1, tries + 1):
+        s = strength * k / tries
+        images = generator.synthesis(ws=tf.constant(ws + s * direction[None], tf.float32))
+        images = tf.image.resize(images["images"], [CLASSIFIER_SIZE] * 2, "area")
+        sure = tf.sigmoid(classifier(images, training=False)[:, 0]).numpy()
+        sure = sure if strength > 0 else 1.0 - sure
+        done = pending & (sure >= confidence)
+        chosen[done] = s
+        pending &= ~done
+        if not pending.any():
+            break
+    return chosen
 
 
 def edit_frames(ws: np.ndarray, direction: np.ndarray, strength: float,
@@ -279,10 +438,14 @@ def _inputs(source: str, size: int) -> list[tuple[str, np.ndarray]]:
              np.asarray(Image.fromarray(square).resize((size, size), Image.LANCZOS)))]
 
 
-def _photos(source: str) -> list[tuple[str, np.ndarray]]:
-    from cyclegan_tf.data import list_image_files, read_image
-    paths = list_image_files(source)[0] if os.path.isdir(source) else [source]
-    return [(os.path.basename(p), np.asarray(read_image(p)[0])) for p in paths]
+def _photo_paths(source: str) -> list[str]:
+    from cyclegan_tf.data import list_image_files
+    return list_image_files(source)[0] if os.path.isdir(source) else [source]
+
+
+def _read_photo(path: str) -> np.ndarray:
+    from cyclegan_tf.data import read_image
+    return np.asarray(read_image(path)[0])
 
 
 def _outputs(source: str, output: str, names: Sequence[str], ext: str) -> list[str]:
@@ -294,10 +457,13 @@ def _outputs(source: str, output: str, names: Sequence[str], ext: str) -> list[s
 def run_latent_command(model: str, *, project_only: bool = False, edit: str = "",
                        strength: float = 1.0, animate: bool = False, frames: int = 24,
                        input_path: str = "", output: str = "", steps: int = 300,
-                       distance: str = "auto", w_plus: bool = False, align_faces: bool = False,
-                       batch: int = 32, log: Callable[[str], None] = print) -> str:
+                       distance: str = "auto", space: str = "z", confidence: float = 0.9,
+                       align_faces: bool = False, batch: int = 32,
+                       log: Callable[[str], None] = print) -> str:
     """inference.py --project / --edit: each input face (a file or a folder; with align_faces,
-    every face of ordinary photos, pasted back) projected, then moved along a direction.
+    the largest face of each ordinary photo, pasted back) projected, then moved along a direction: by
+    `strength`, or, when the direction has its classifier and confidence > 0, only as far as
+    that classifier needs to be `confidence` sure of the edit (at most `strength`).
     Writes the image (or, with animate, a GIF) and, for --project, the latent as .npy beside
     it. Returns what was written, in words."""
     if not input_path:
@@ -309,6 +475,10 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     generator = ImageGenerator.load(model)
     _need_styles(generator, "--project" if project_only else "--edit")
     direction = None if project_only else load_direction(model, edit, generator.num_ws)
+    classifier = None if project_only or confidence <= 0 else load_classifier(model, edit)
+    if direction is not None and confidence > 0 and classifier is None:
+        log(f"direction {edit!r} has no classifier (learned from projections): every face moves "
+            f"by the strength {strength}")
     if animate and not output.lower().endswith(".gif"):
         raise ConfigError(f"--animate writes an animated GIF: end --output with .gif, not {output}")
     size = int(generator.synthesize(np.zeros([1, generator.num_ws, generator.z_dim],
@@ -316,58 +486,75 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     measure = make_distance(distance)
     written = []
 
-    def process(face: np.ndarray) -> tuple[np.ndarray, np.ndarray, Projection]:
-        """One aligned face of a photo -> its frames (uint8 [F, size, size, 3]), its latent."""
-        result = project(generator, face[None], steps, measure, w_plus, log=log)
+    def outputs(result: Projection) -> list[tuple[np.ndarray, str]]:
+        """Each projected face's frames (its reconstruction, or its edit, or the edit animated)
+        and a note for the log."""
+        count = len(result.ws)
         if direction is None:
-            return result.images, result.ws[0], result
+            return [(result.images[i:i + 1], "") for i in range(count)]
+        strengths = np.full(count, strength, np.float32) if classifier is None else \
+            edit_strengths(generator, result.ws, direction, strength, classifier, confidence)
+        notes = [f", strength {s:.2f}" for s in strengths]
         if animate:
-            return generator.synthesize(edit_frames(result.ws[0], direction, strength, frames)), \
-                result.ws[0], result
-        return generator.synthesize(result.ws + strength * direction[None]), result.ws[0], result
+            return [(generator.synthesize(edit_frames(ws, direction, s, frames)), note)
+                    for ws, s, note in zip(result.ws, strengths, notes)]
+        edited = generator.synthesize(result.ws + strengths[:, None, None] * direction[None])
+        return [(edited[i:i + 1], notes[i]) for i in range(count)]
 
+    ext = ".gif" if animate else (os.path.splitext(output)[1] or ".png")
     if align_faces:
+        from cyclegan_tf.data import BadImage
         from cyclegan_tf.faces import FaceDetector, FaceLayout, align, paste_back
         layout, detector = FaceLayout.load(model), FaceDetector()
-        photos = _photos(input_path)
-        paths = _outputs(input_path, output, [n for n, _ in photos],
-                         os.path.splitext(output)[1] or ".png")
+        sources = _photo_paths(input_path)
+        paths = _outputs(input_path, output, [os.path.basename(p) for p in sources], ext)
         files.check_outputs([files.Output(p, "image") for p in paths], inputs=[input_path, model])
-        for (name, photo), path in zip(photos, paths):
-            found = detector.detect(photo)
+        for start in range(0, len(sources), batch):  # the faces of a batch projected together
+            found = []  # (photo, its aligned face, the warp back, where it goes)
+            for source, path in zip(sources[start:start + batch], paths[start:start + batch]):
+                try:
+                    photo = _read_photo(source)
+                except BadImage as e:
+                    if len(sources) == 1:
+                        raise DataError(f"cannot read {source}: {e}") from None
+                    log(f"  skipped {source}: {e}")
+                    continue
+                faces = detector.detect(photo)
+                if not faces:
+                    log(f"  {os.path.basename(source)}: no face found, left out")
+                    continue
+                found.append((photo, *align(photo, faces[0].landmarks, layout, size), path))
             if not found:
-                log(f"  {name}: no face found, left out")
                 continue
-            crop, matrix = align(photo, found[0].landmarks, layout, size)
-            images, ws, result = process(crop)
-            pasted = np.stack([paste_back(photo, image, matrix) for image in images])
-            written.append(_write(pasted, path, ws if project_only else None, result, log))
+            result = project(generator, np.stack([crop for _, crop, _, _ in found]), steps,
+                             measure, space, log=log)
+            for i, ((photo, _, matrix, path), (images, note)) in enumerate(
+                    zip(found, outputs(result))):
+                pasted = np.stack([paste_back(photo, image, matrix) for image in images])
+                one = Projection(result.ws[i:i + 1], result.images[i:i + 1],
+                                 result.distances[i:i + 1], result.distance_name, [])
+                written.append(_write(pasted, path, result.ws[i] if project_only else None, one,
+                                      log, note))
     else:
         faces = _inputs(input_path, size)
-        ext = ".gif" if animate else (os.path.splitext(output)[1] or ".png")
         paths = _outputs(input_path, output, [n for n, _ in faces], ext)
         files.check_outputs([files.Output(p, "image") for p in paths], inputs=[input_path, model])
         for start in range(0, len(faces), batch):  # projections of a batch run together
             chunk = np.stack([face for _, face in faces[start:start + batch]])
-            result = project(generator, chunk, steps, measure, w_plus, log=log)
-            for i, path in enumerate(paths[start:start + batch]):
-                ws = result.ws[i]
-                if direction is None:
-                    images = result.images[i:i + 1]
-                elif animate:
-                    images = generator.synthesize(edit_frames(ws, direction, strength, frames))
-                else:
-                    images = generator.synthesize((ws + strength * direction)[None])
+            result = project(generator, chunk, steps, measure, space, log=log)
+            for i, (path, (images, note)) in enumerate(zip(paths[start:start + batch],
+                                                           outputs(result))):
                 one = Projection(result.ws[i:i + 1], result.images[i:i + 1],
                                  result.distances[i:i + 1], result.distance_name, [])
-                written.append(_write(images, path, ws if project_only else None, one, log))
+                written.append(_write(images, path, result.ws[i] if project_only else None, one,
+                                      log, note))
     if len(written) > 3:
         return f"wrote {len(written)} images into {output}"
     return f"wrote {', '.join(written)}" if written else "no image written"
 
 
 def _write(images: np.ndarray, path: str, ws: np.ndarray | None, result: Projection,
-           log: Callable[[str], None]) -> str:
+           log: Callable[[str], None], note: str = "") -> str:
     from PIL import Image
     from cyclegan_tf.sampling import save_gif
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -377,26 +564,30 @@ def _write(images: np.ndarray, path: str, ws: np.ndarray | None, result: Project
         files.save_image(Image.fromarray(images[0]), path)
     if ws is not None:
         _save_npy(ws, os.path.splitext(path)[0] + ".npy")
-    log(f"{path}: {result.distance_name} distance {float(result.distances[0]):.4f}")
+    log(f"{path}: {result.distance_name} distance {float(result.distances[0]):.4f}{note}")
     return path
 
 
 def learn_direction_command(model: str, name: str, from_images: str, to_images: str,
-                            limit: int = 100, steps: int = 200, distance: str = "auto",
-                            log: Callable[[str], None] = print) -> str:
-    """inference.py --learn_direction: the first `limit` images of each folder (or tfrecords)."""
+                            limit: int = 0, method: str = "classifier", steps: int = 200,
+                            distance: str = "auto", log: Callable[[str], None] = print) -> str:
+    """inference.py --learn_direction: the first `limit` images of each folder (or tfrecords);
+    0: every image for the classifier, 100 for projections."""
     from cyclegan_tf.evaluate import load_images
     if not (from_images and to_images):
         raise ConfigError("--learn_direction needs --from_images and --to_images: folders (or "
                           "tfrecords) of faces without and with the attribute")
+    if method not in DIRECTION_METHODS:
+        raise ConfigError(f"--direction_method must be one of {DIRECTION_METHODS}, got {method!r}")
     direction_path(model, name)  # a bad name fails before the model loads
     generator = ImageGenerator.load(model)
     _need_styles(generator, "--learn_direction")
-    size = int(generator.synthesize(np.zeros([1, generator.num_ws, generator.z_dim],
-                                             np.float32)).shape[1])
+    size = CLASSIFIER_SIZE if method == "classifier" else int(generator.synthesize(
+        np.zeros([1, generator.num_ws, generator.z_dim], np.float32)).shape[1])
+    limit = limit or (0 if method == "classifier" else 100)
     sets = [np.stack([a for _, a in load_images(source, size, limit, log)])
             for source in (from_images, to_images)]
-    path, record = learn_direction(generator, model, name, *sets, steps=steps,
+    path, record = learn_direction(generator, model, name, *sets, method=method, steps=steps,
                                    distance=make_distance(distance), log=log)
     return f"wrote {path} ({json.dumps(record, sort_keys=True)})"
 
