@@ -18,7 +18,7 @@ stylegan run): project a face, learn a direction from two folders, edit, animate
   python inference.py --model pretrained/stylegan --input face.jpg --project --output fit.png
   python inference.py --model pretrained/stylegan --learn_direction gender \
       --from_images data/men --to_images data/women
-  python inference.py --model pretrained/stylegan --input face.jpg --edit gender --strength 1.5 \
+  python inference.py --model pretrained/stylegan --input face.jpg --edit gender \
       --output woman.png            # --animate --output swap.gif: the face changing, as a GIF
   python inference.py --model pretrained/stylegan --mix --output mixing.png
 """
@@ -63,7 +63,7 @@ flags.DEFINE_integer("limit", 0, "--learn_direction: images read from each folde
                      "the classifier, 100 for projections)")
 flags.DEFINE_string("edit", "", "stylegan: move each --input face along the learned direction "
                     "NAME")
-flags.DEFINE_float("strength", 1.0, "--edit: how far at most (1: the difference the direction "
+flags.DEFINE_float("strength", 3.0, "--edit: how far at most (1: the difference the direction "
                    "was learned as; negative: the other way)")
 flags.DEFINE_float("confidence", 0.9, "--edit: move each face only until the direction's "
                    "classifier is this sure of the edit (0: always the full --strength)")
@@ -136,7 +136,7 @@ def _latent_command() -> int:
         print(latents.learn_direction_command(FLAGS.model, FLAGS.learn_direction,
                                               FLAGS.from_images, FLAGS.to_images, FLAGS.limit,
                                               FLAGS.direction_method, FLAGS.steps,
-                                              FLAGS.distance))
+                                              FLAGS.distance, FLAGS.space))
     else:
         if FLAGS.align_faces:
             FaceDetector.check_installed()

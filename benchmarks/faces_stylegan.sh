@@ -18,7 +18,8 @@
 # METHOD=classifier LIMIT=0 (images per folder; 0: the method's default) PROJECT_STEPS=200
 # SPACE=z STRENGTH=3 CONFIDENCE=0.9 DISTANCE=auto (vgg16 when its weights are here).
 # WILD=250 (0: skip (c)). MODEL_DIR=an exported StyleGAN: skip (a) and edit with it.
-# Rerunning with the same WORK resumes the training and reuses a learned direction.
+# Rerunning with the same WORK resumes the training (and re-exports it: a new direction); with
+# MODEL_DIR it reuses that model's direction when it was learned by the same METHOD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FACES=${FACES:-../shared/data/faces}
@@ -44,9 +45,10 @@ mkdir -p "$WORK"
 
 # (b) gender swap in the latent space.
 start=$(date +%s)
-[ -f "$model/directions/gender.npy" ] || "$PY" inference.py --model "$model" \
+grep -qs "\"method\": \"$METHOD\"" "$model/directions/gender.json" \
+  && [ -f "$model/directions/gender.npy" ] || "$PY" inference.py --model "$model" \
   --learn_direction gender --from_images "$FACES/trainA" --to_images "$FACES/trainB" \
-  --direction_method "$METHOD" --limit "$LIMIT" --steps "$PROJECT_STEPS" \
+  --direction_method "$METHOD" --limit "$LIMIT" --steps "$PROJECT_STEPS" --space "$SPACE" \
   --distance "$DISTANCE" > "$WORK/direction.log"
 declare -A expect=([testA]=female [testB]=male) sign=([testA]=1 [testB]=-1)
 for half in testA testB; do
@@ -112,8 +114,8 @@ if [ "$WILD" -gt 0 ]; then
   for half in testA testB; do
     rm -rf "$WORK/wild_crops_$half" "$WORK/wild_photos_$half" "$WORK/wild_edited_$half"
     mkdir -p "$WORK/wild_crops_$half"
-    find "$FACES/$half" -maxdepth 1 -type f | sort | head -n "$WILD" \
-      | xargs -I{} cp {} "$WORK/wild_crops_$half/"
+    mapfile -t names < <(ls "$FACES/$half" | sort)
+    for name in "${names[@]:0:$WILD}"; do cp "$FACES/$half/$name" "$WORK/wild_crops_$half/"; done
     "$PY" benchmarks/wild_photos.py make --crops "$WORK/wild_crops_$half" \
       --photos "$WORK/wild_photos_$half"
     "$PY" inference.py --model "$model" --input "$WORK/wild_photos_$half" --edit gender \

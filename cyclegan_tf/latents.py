@@ -144,19 +144,22 @@ def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
     distance = distance or make_distance()
     target = tf.convert_to_tensor(np.asarray(targets, np.float32) / 127.5 - 1.0)
     count, num_ws = target.shape[0], generator.num_ws
-    w_avg, w_std = w_statistics(generator)
     if space == "z":
         start = _nearest_samples(generator, target, seed)
-        noise_std = 1.0  # z is unit normal
+        # z's elements are unit normal: a milder noise than the paper's on w (whose scale is
+        # the spread of the whole vector), and the setting measured in benchmarks/README.md.
+        noise_std = 1.0
     else:
+        w_avg, noise_std = w_statistics(generator)
         start = np.tile(w_avg[None, None], [count, num_ws if space == "w+" else 1, 1])
-        noise_std = w_std
     latent = tf.Variable(start.astype(np.float32))
-    learning_rate = learning_rate or (0.05 if space == "z" else 0.1)
+    if learning_rate is None:
+        learning_rate = 0.05 if space == "z" else 0.1
     optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999)
     optimizer.build([latent])
 
-    def styles(value):
+    def styles(value: tf.Tensor) -> tf.Tensor:
+        """The latent as styles [count, num_ws, w_dim]."""
         if space == "z":  # on the sphere normal z lives near, as the mapping normalises it
             z = value * tf.math.rsqrt(tf.reduce_mean(tf.square(value), -1, keepdims=True) + 1e-8)
             value = generator.mapping(z=z[:, 0], truncation=tf.constant(1.0))["w"][:, None]
@@ -222,7 +225,7 @@ def direction_path(model: str, name: str) -> str:
 def learn_direction(generator: ImageGenerator, model: str, name: str,
                     from_images: np.ndarray, to_images: np.ndarray,
                     method: str = "classifier", steps: int = 200, distance=None,
-                    batch: int = 32, samples: int = CLASSIFIED_SAMPLES,
+                    space: str = "z", batch: int = 32, samples: int = CLASSIFIED_SAMPLES,
                     log: Callable[[str], None] = print) -> tuple[str, dict]:
     """Learns the direction from from_images (without the attribute) to to_images (with it)
     and stores it as model/directions/name.npy ([num_ws, w_dim]), with name.json saying how it
@@ -241,6 +244,10 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
     if method not in DIRECTION_METHODS:
         raise ConfigError(f"--direction_method must be one of {DIRECTION_METHODS}, got {method!r}")
     path = direction_path(model, name)
+    for label, images in (("--from_images", from_images), ("--to_images", to_images)):
+        if len(images) < 2:
+            raise DataError(f"{label} has {len(images)} readable image(s): a direction needs at "
+                            "least 2 of each kind (hundreds for a useful one)")
     record = {"name": name, "method": method, "from_images": len(from_images),
               "to_images": len(to_images)}
     if method == "classifier":
@@ -250,31 +257,37 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
                       samples_with_attribute=round(to_fraction, 4))
     else:
         distance = distance or make_distance()
-        record.update(distance=distance.name, steps=steps)
+        record.update(distance=distance.name, steps=steps, space=space)
         means = []
         for label, images in (("from", from_images), ("to", to_images)):
             ws, dists = [], []
             for start in range(0, len(images), batch):
                 log(f"projecting the '{label}' images {start + 1}-"
                     f"{min(start + batch, len(images))} of {len(images)}")
-                result = project(generator, images[start:start + batch], steps, distance)
+                result = project(generator, images[start:start + batch], steps, distance,
+                                 space)
                 ws.append(result.ws)
                 dists.append(result.distances)
             means.append(np.concatenate(ws).mean(axis=0))
             record[f"{label}_mean_distance"] = float(np.concatenate(dists).mean())
         direction = (means[1] - means[0]).astype(np.float32)
     record["norm"] = float(np.linalg.norm(direction[0]))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    _save_npy(direction.astype(np.float32), path)
-    stale = path[:-4] + ".keras"
+    # The .npy last, each file renamed into place: a crash leaves the old direction whole or
+    # the new one complete, never a new direction beside an old classifier.
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    saved = path[:-4] + ".keras"
     if method == "classifier":  # edits ask it how far each face has to move
-        tmp = os.path.join(os.path.dirname(path), f".{name}.tmp.keras")
+        tmp = os.path.join(folder, f".{name}.tmp.keras")
         classifier.save(tmp)
-        os.replace(tmp, stale)
-    elif os.path.exists(stale):  # a classifier of an earlier direction of that name
-        os.remove(stale)
-    with open(path[:-4] + ".json", "w", encoding="utf-8") as f:
+        os.replace(tmp, saved)
+    elif os.path.exists(saved):  # the classifier of an earlier direction of that name
+        os.remove(saved)
+    tmp = os.path.join(folder, f".{name}.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(tmp, path[:-4] + ".json")
+    _save_npy(direction.astype(np.float32), path)
     return path, record
 
 
@@ -342,6 +355,8 @@ def _save_npy(array: np.ndarray, path: str) -> None:
 
 
 def load_direction(model: str, name: str, num_ws: int) -> np.ndarray:
+    """model/directions/name.npy, checked against the model; a clear error naming the known
+    directions when there is none of that name."""
     path = direction_path(model, name)
     if not os.path.isfile(path):
         folder = os.path.dirname(path)
@@ -371,6 +386,8 @@ def edit_strengths(generator: ImageGenerator, ws: np.ndarray, direction: np.ndar
     > 0) or lacks it (< 0); strength itself where it never is. Faces differ in how far they
     must move: one fixed strength over-edits some (artefacts) and under-edits others."""
     chosen = np.full(len(ws), strength, np.float32)
+    if strength == 0:
+        return chosen
     pending = np.ones(len(ws), bool)
     for k in range(1, tries + 1):
         s = strength * k / tries
@@ -479,7 +496,10 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     if direction is not None and confidence > 0 and classifier is None:
         log(f"direction {edit!r} has no classifier (learned from projections): every face moves "
             f"by the strength {strength}")
-    if animate and not output.lower().endswith(".gif"):
+    if not 0 <= confidence < 1:
+        raise ConfigError(f"--confidence is a probability the edit must reach, in [0, 1) (0: "
+                          f"always the full --strength), got {confidence}")
+    if animate and os.path.isfile(input_path) and not output.lower().endswith(".gif"):
         raise ConfigError(f"--animate writes an animated GIF: end --output with .gif, not {output}")
     size = int(generator.synthesize(np.zeros([1, generator.num_ws, generator.z_dim],
                                              np.float32)).shape[1])
@@ -517,7 +537,7 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
                 except BadImage as e:
                     if len(sources) == 1:
                         raise DataError(f"cannot read {source}: {e}") from None
-                    log(f"  skipped {source}: {e}")
+                    log(f"  {os.path.basename(source)}: skipped, {e}")
                     continue
                 faces = detector.detect(photo)
                 if not faces:
@@ -570,7 +590,8 @@ def _write(images: np.ndarray, path: str, ws: np.ndarray | None, result: Project
 
 def learn_direction_command(model: str, name: str, from_images: str, to_images: str,
                             limit: int = 0, method: str = "classifier", steps: int = 200,
-                            distance: str = "auto", log: Callable[[str], None] = print) -> str:
+                            distance: str = "auto", space: str = "z",
+                            log: Callable[[str], None] = print) -> str:
     """inference.py --learn_direction: the first `limit` images of each folder (or tfrecords);
     0: every image for the classifier, 100 for projections."""
     from cyclegan_tf.evaluate import load_images
@@ -585,10 +606,13 @@ def learn_direction_command(model: str, name: str, from_images: str, to_images: 
     size = CLASSIFIER_SIZE if method == "classifier" else int(generator.synthesize(
         np.zeros([1, generator.num_ws, generator.z_dim], np.float32)).shape[1])
     limit = limit or (0 if method == "classifier" else 100)
-    sets = [np.stack([a for _, a in load_images(source, size, limit, log)])
-            for source in (from_images, to_images)]
+    sets = []
+    for source in (from_images, to_images):
+        images = [a for _, a in load_images(source, size, limit, log)]
+        sets.append(np.stack(images) if images else np.zeros([0, size, size, 3], np.uint8))
+    measure = make_distance(distance) if method == "projections" else None
     path, record = learn_direction(generator, model, name, *sets, method=method, steps=steps,
-                                   distance=make_distance(distance), log=log)
+                                   distance=measure, space=space, log=log)
     return f"wrote {path} ({json.dumps(record, sort_keys=True)})"
 
 
