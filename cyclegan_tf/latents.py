@@ -326,6 +326,12 @@ def train_classifier(without: np.ndarray, with_: np.ndarray, epochs: int = 8, se
     return classifier, accuracy
 
 
+def attribute_logits(classifier: keras.Model, images: tf.Tensor) -> np.ndarray:
+    """The classifier's logits [N] for images [N, H, W, 3] in [-1, 1] of any size."""
+    small = tf.image.resize(images, [CLASSIFIER_SIZE] * 2, "area")
+    return np.asarray(classifier(small, training=False))[:, 0]
+
+
 def classifier_direction(generator: ImageGenerator, classifier: keras.Model,
                          samples: int = CLASSIFIED_SAMPLES, fraction: float = 0.25,
                          seed: int = 0, chunk: int = 250) -> tuple[np.ndarray, float]:
@@ -336,8 +342,7 @@ def classifier_direction(generator: ImageGenerator, classifier: keras.Model,
         z = noise(seed + start, min(chunk, samples - start), generator.z_dim)
         w = generator.mapping(z=z, truncation=tf.constant(1.0))["w"]
         images = generator.synthesis(ws=tf.repeat(w[:, None], generator.num_ws, axis=1))
-        images = tf.image.resize(images["images"], [CLASSIFIER_SIZE] * 2, "area")
-        logits.append(classifier(images, training=False)[:, 0].numpy())
+        logits.append(attribute_logits(classifier, images["images"]))
         ws.append(w.numpy())
     ws, logits = np.concatenate(ws), np.concatenate(logits)
     order = np.argsort(logits)
@@ -392,8 +397,7 @@ def edit_strengths(generator: ImageGenerator, ws: np.ndarray, direction: np.ndar
     for k in range(1, tries + 1):
         s = strength * k / tries
         images = generator.synthesis(ws=tf.constant(ws + s * direction[None], tf.float32))
-        images = tf.image.resize(images["images"], [CLASSIFIER_SIZE] * 2, "area")
-        sure = tf.sigmoid(classifier(images, training=False)[:, 0]).numpy()
+        sure = 1.0 / (1.0 + np.exp(-attribute_logits(classifier, images["images"])))
         sure = sure if strength > 0 else 1.0 - sure
         done = pending & (sure >= confidence)
         chosen[done] = s
