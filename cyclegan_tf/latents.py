@@ -476,19 +476,23 @@ def _outputs(source: str, output: str, names: Sequence[str], ext: str) -> list[s
 
 
 def run_latent_command(model: str, *, project_only: bool = False, edit: str = "",
-                       strength: float = 1.0, animate: bool = False, frames: int = 24,
+                       strength: float = 3.0, animate: bool = False, frames: int = 24,
                        input_path: str = "", output: str = "", steps: int = 300,
                        distance: str = "auto", space: str = "z", confidence: float = 0.9,
                        align_faces: bool = False, batch: int = 32,
                        log: Callable[[str], None] = print) -> str:
     """inference.py --project / --edit: each input face (a file or a folder; with align_faces,
-    the largest face of each ordinary photo, pasted back) projected, then moved along a direction: by
-    `strength`, or, when the direction has its classifier and confidence > 0, only as far as
-    that classifier needs to be `confidence` sure of the edit (at most `strength`).
+    the largest face of each ordinary photo, pasted back) projected, then moved along a
+    direction: by `strength`, or, when the direction has its classifier and confidence > 0,
+    only as far as that classifier needs to be `confidence` sure of the edit (at most
+    `strength`).
     Writes the image (or, with animate, a GIF) and, for --project, the latent as .npy beside
     it. Returns what was written, in words."""
     if not input_path:
         raise ConfigError("--project and --edit need --input: a face image or a folder of them")
+    if not 0 <= confidence < 1:
+        raise ConfigError(f"--confidence is a probability the edit must reach, in [0, 1) (0: "
+                          f"always the full --strength), got {confidence}")
     if not os.path.exists(input_path):
         raise DataError(f"--input {input_path} does not exist: give a face image or a folder")
     if os.path.isfile(input_path):
@@ -500,9 +504,6 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     if direction is not None and confidence > 0 and classifier is None:
         log(f"direction {edit!r} has no classifier (learned from projections): every face moves "
             f"by the strength {strength}")
-    if not 0 <= confidence < 1:
-        raise ConfigError(f"--confidence is a probability the edit must reach, in [0, 1) (0: "
-                          f"always the full --strength), got {confidence}")
     if animate and os.path.isfile(input_path) and not output.lower().endswith(".gif"):
         raise ConfigError(f"--animate writes an animated GIF: end --output with .gif, not {output}")
     size = int(generator.synthesize(np.zeros([1, generator.num_ws, generator.z_dim],

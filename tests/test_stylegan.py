@@ -198,7 +198,8 @@ def test_projection_lowers_its_distance_in_every_space(style_run, faces):
                                  distance=latents.PixelDistance())
         assert result.distance_name == "pixels"
         assert result.history[-1] < 0.8 * result.history[0], space
-        assert result.ws.shape == (2, generator.num_ws, 16) and result.images.shape == (2, 32, 32, 3)
+        assert result.ws.shape == (2, generator.num_ws, 16)
+        assert result.images.shape == (2, 32, 32, 3)
     # z starts from the nearest candidate sample: given a candidate's image, that candidate.
     from cyclegan_tf.sampling import noise
     candidates = noise(7919, latents.PROJECTION_CANDIDATES, 16)
@@ -291,7 +292,8 @@ def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, fa
     assert "has no classifier" not in result.stdout  # it moved as far as the classifier needed
     photo = np.asarray(Image.open(photos / "astronaut.jpg").convert("RGB"))
     edited = np.asarray(Image.open(tmp_path / "edited" / "astronaut.png"))
-    assert edited.shape == photo.shape and sorted(os.listdir(tmp_path / "edited")) == ["astronaut.png"]
+    assert edited.shape == photo.shape
+    assert sorted(os.listdir(tmp_path / "edited")) == ["astronaut.png"]
     np.testing.assert_array_equal(edited[:, 440:], photo[:, 440:])  # the flag: untouched
     assert np.abs(edited.astype(int) - photo).mean() > 0.5  # the face: the generator's
 
