@@ -164,10 +164,13 @@ class ModulatedConv2D(keras.layers.Layer):
         kernel = tf.cast(self.kernel, dtype)
         x = x * tf.cast(styles, dtype)[:, tf.newaxis, tf.newaxis, :]
         if self.up:
+            # The whole transposed output (2h + 1: "SAME" would crop its last row and column,
+            # leaving the blur zeros there), then the blur back to 2h, as the paper's upfirdn.
             n, h, wd = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
             x = tf.nn.conv2d_transpose(x, tf.transpose(kernel, [0, 1, 3, 2]),
-                                       tf.stack([n, 2 * h, 2 * wd, self.filters]), 2, "SAME")
-            x = blur(x, gain=4.0)
+                                       tf.stack([n, 2 * h + 1, 2 * wd + 1, self.filters]), 2,
+                                       "VALID")
+            x = blur(x, gain=4.0, pad=(1, 1))
         else:
             x = tf.nn.conv2d(x, kernel, 1, "SAME")
         if self.demodulate:  # in float32: a sum of squares over all inputs

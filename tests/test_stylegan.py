@@ -99,6 +99,30 @@ def test_both_upsamplings_put_each_pixel_where_bilinear_upsampling_does():
     np.testing.assert_allclose(y[:, 1:-1, 1:-1].numpy(), bilinear.numpy(), atol=1e-5)
 
 
+def test_up_convolution_is_the_papers_arithmetic_up_to_the_edges():
+    """Each input pixel adds its 3x3 kernel at twice its place (a stride-2 transposed
+    convolution, all 2H + 1 rows), then the [1, 3, 3, 1] filter (gain 4) padded by one each side,
+    as the reference's upfirdn2d: the last rows and columns too, not only the inside."""
+    from cyclegan_tf.stylegan import ModulatedConv2D
+    layer = ModulatedConv2D(2, 3, demodulate=False, up=True)
+    x, w = tf.random.normal([1, 4, 5, 3]), tf.random.normal([1, 6])
+    y = layer((x, w)).numpy()[0]
+    scaled = x.numpy()[0] * (layer.affine(w).numpy()[0] * layer.style_gain)
+    kernel = layer.kernel.numpy()
+    full = np.zeros([9, 11, 2])
+    for i in range(4):
+        for j in range(5):
+            full[2 * i:2 * i + 3, 2 * j:2 * j + 3] += np.einsum("c,abcf->abf", scaled[i, j], kernel)
+    f = np.array([1.0, 3.0, 3.0, 1.0]) / 4.0  # gain 2 per axis
+    padded = np.pad(full, [(1, 1), (1, 1), (0, 0)])
+    direct = np.zeros([8, 10, 2])
+    for a in range(4):
+        for b in range(4):
+            direct += f[a] * f[b] * padded[a:a + 8, b:b + 10]
+    assert y.shape == direct.shape
+    np.testing.assert_allclose(y, direct, atol=1e-4)
+
+
 def test_equalized_learning_rate_scales_weights_by_he_constant_and_lr_multiplier():
     from cyclegan_tf.stylegan import EqualizedDense
     layer = EqualizedDense(3, lr_multiplier=0.01)
