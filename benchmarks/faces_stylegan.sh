@@ -19,7 +19,8 @@
 # SPACE=z STRENGTH=3 CONFIDENCE=0.9 DISTANCE=auto (vgg16 when its weights are here).
 # WILD=250 (0: skip (c)). MODEL_DIR=an exported StyleGAN: skip (a) and edit with it.
 # Rerunning with the same WORK resumes the training (and re-exports it: a new direction); with
-# MODEL_DIR it reuses that model's direction when it was learned by the same METHOD.
+# MODEL_DIR it reuses that model's direction when it was learned by the same METHOD (and, for
+# SPACE=z, has its z form: z projections are edited in z).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FACES=${FACES:-../shared/data/faces}
@@ -46,7 +47,9 @@ mkdir -p "$WORK"
 # (b) gender swap in the latent space.
 start=$(date +%s)
 grep -qs "\"method\": \"$METHOD\"" "$model/directions/gender.json" \
-  && [ -f "$model/directions/gender.npy" ] || "$PY" inference.py --model "$model" \
+  && [ -f "$model/directions/gender.npy" ] \
+  && { [ "$SPACE" != z ] || [ -f "$model/directions/gender.z.npy" ]; } \
+  || "$PY" inference.py --model "$model" \
   --learn_direction gender --from_images "$FACES/trainA" --to_images "$FACES/trainB" \
   --direction_method "$METHOD" --limit "$LIMIT" --steps "$PROJECT_STEPS" --space "$SPACE" \
   --distance "$DISTANCE" > "$WORK/direction.log"
@@ -94,6 +97,8 @@ print(json.dumps({
     "case": "stylegan_gender_edit", "direction": {k: direction.get(k) for k in (
         "method", "from_images", "to_images", "classifier_held_out_accuracy", "samples")},
     "space": space, "projection_steps": int(steps), "distance": name,
+    "edit_space": "z" if space == "z" and os.path.exists(f"{model}/directions/gender.z.npy")
+    else "w",
     "max_strength": float(strength), "confidence": float(confidence),
     "mean_strength": round(statistics.mean(strengths), 3) if strengths else None,
     "flipped": round(sum(j["expected_rate"] * j["images"] for j in judged.values()) / images, 4),

@@ -17,7 +17,10 @@ layer). The distances:
 
 A direction is learned as InterFaceGAN does (a classifier of the two labelled folders labels
 generated faces), or from the two folders' projections; an edit moves each face along it until
-that classifier is sure, at most by the strength asked.
+that classifier is sure, at most by the strength asked. A face projected in z is edited in z
+(moved on the sphere z lives on, then mapped): every step of the edit is then a latent of the
+kind the generator was trained on, where a move in w leaves the mapping's outputs and, in a
+young generator, breaks faces (benchmarks/README.md: face rate 0.99 against 0.84).
 """
 from __future__ import annotations
 
@@ -124,6 +127,17 @@ class Projection:
     distances: np.ndarray
     distance_name: str
     history: list[float]  # the mean distance every 10 steps
+    z: np.ndarray | None = None  # space "z": each image's z [N, z_dim], on z's sphere
+
+    def one(self, i: int) -> Projection:
+        """The i-th image's projection alone."""
+        return Projection(self.ws[i:i + 1], self.images[i:i + 1], self.distances[i:i + 1],
+                          self.distance_name, [], None if self.z is None else self.z[i:i + 1])
+
+    def one(self, i: int) -> Projection:
+        """The i-th image's projection alone."""
+        return Projection(self.ws[i:i + 1], self.images[i:i + 1], self.distances[i:i + 1],
+                          self.distance_name, [])
 
 
 def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
@@ -160,9 +174,9 @@ def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
 
     def styles(value: tf.Tensor) -> tf.Tensor:
         """The latent as styles [count, num_ws, w_dim]."""
-        if space == "z":  # on the sphere normal z lives near, as the mapping normalises it
-            z = value * tf.math.rsqrt(tf.reduce_mean(tf.square(value), -1, keepdims=True) + 1e-8)
-            value = generator.mapping(z=z[:, 0], truncation=tf.constant(1.0))["w"][:, None]
+        if space == "z":
+            value = generator.mapping(z=on_sphere(value[:, 0]),
+                                      truncation=tf.constant(1.0))["w"][:, None]
         return tf.broadcast_to(value, [count, num_ws, value.shape[-1]])
 
     @tf.function
@@ -192,7 +206,15 @@ def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
     ws = styles(tf.convert_to_tensor(latent)).numpy()
     images = generator.synthesize(ws)
     final = distance(tf.convert_to_tensor(images, tf.float32) / 127.5 - 1.0, target).numpy()
-    return Projection(ws, images, final, distance.name, history)
+    z = on_sphere(latent[:, 0]).numpy() if space == "z" else None
+    return Projection(ws, images, final, distance.name, history, z)
+
+
+def on_sphere(z: tf.Tensor) -> tf.Tensor:
+    """z [N, z_dim] scaled to the sphere (radius sqrt(z_dim)) that normal z lives near and
+    that the mapping's pixel norm puts every z on."""
+    z = tf.convert_to_tensor(z, tf.float32)
+    return z * tf.math.rsqrt(tf.reduce_mean(tf.square(z), -1, keepdims=True) + 1e-8)
 
 
 def _nearest_samples(generator: ImageGenerator, target: tf.Tensor, seed: int) -> np.ndarray:
@@ -228,16 +250,17 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
                     space: str = "z", batch: int = 32, samples: int = CLASSIFIED_SAMPLES,
                     log: Callable[[str], None] = print) -> tuple[str, dict]:
     """Learns the direction from from_images (without the attribute) to to_images (with it)
-    and stores it as model/directions/name.npy ([num_ws, w_dim]), with name.json saying how it
+    and stores it as model/directions/name.npy ([num_ws, w_dim], in w), name.z.npy ([z_dim],
+    the same in z, where it is known: for edits of z projections) and name.json saying how it
     was made. Returns the path and that record.
 
     method "classifier" (InterFaceGAN's way, Shen et al. 2020): a small CNN learns the
     attribute from the two sets (uint8 [N, 64, 64, 3]), labels `samples` generated faces, and
-    the direction is the mean w of the quarter it is surest have the attribute minus that of
-    the quarter surest lack it. The generator's own faces carry the labels, so no real face has
-    to be projected, and thousands of samples average out what is not the attribute.
+    the direction is the mean latent of the quarter it is surest have the attribute minus that
+    of the quarter surest lack it. The generator's own faces carry the labels, so no real face
+    has to be projected, and thousands of samples average out what is not the attribute.
     method "projections": both sets (at the model's size) projected, the difference of their
-    mean w. Cheap in images, but a few hundred projections leave much noise in 512 dimensions,
+    mean latents. Cheap in images, but a few hundred projections leave much noise in 512 dimensions,
     and the projector's blur weakens fine cues such as gender.
     Strength 1 moves a face by the difference either way."""
     _need_styles(generator, "--learn_direction")
@@ -252,26 +275,33 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
               "to_images": len(to_images)}
     if method == "classifier":
         classifier, accuracy = train_classifier(from_images, to_images, log=log)
-        direction, to_fraction = classifier_direction(generator, classifier, samples)
+        direction, z_direction, to_fraction = classifier_direction(generator, classifier,
+                                                                   samples)
         record.update(classifier_held_out_accuracy=round(accuracy, 4), samples=samples,
                       samples_with_attribute=round(to_fraction, 4))
     else:
         distance = distance or make_distance()
         record.update(distance=distance.name, steps=steps, space=space)
-        means = []
+        means, z_means = [], []
         for label, images in (("from", from_images), ("to", to_images)):
-            ws, dists = [], []
+            ws, zs, dists = [], [], []
             for start in range(0, len(images), batch):
                 log(f"projecting the '{label}' images {start + 1}-"
                     f"{min(start + batch, len(images))} of {len(images)}")
                 result = project(generator, images[start:start + batch], steps, distance,
                                  space)
                 ws.append(result.ws)
+                zs.append(result.z)
                 dists.append(result.distances)
             means.append(np.concatenate(ws).mean(axis=0))
+            if space == "z":
+                z_means.append(np.concatenate(zs).mean(axis=0))
             record[f"{label}_mean_distance"] = float(np.concatenate(dists).mean())
         direction = (means[1] - means[0]).astype(np.float32)
+        z_direction = z_means[1] - z_means[0] if z_means else None
     record["norm"] = float(np.linalg.norm(direction[0]))
+    if z_direction is not None:
+        record["z_norm"] = float(np.linalg.norm(z_direction))
     # The .npy last, each file renamed into place: a crash leaves the old direction whole or
     # the new one complete, never a new direction beside an old classifier.
     folder = os.path.dirname(path)
@@ -287,6 +317,10 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2, sort_keys=True)
     os.replace(tmp, path[:-4] + ".json")
+    if z_direction is not None:
+        _save_npy(z_direction.astype(np.float32), path[:-4] + ".z.npy")
+    elif os.path.exists(path[:-4] + ".z.npy"):  # an earlier direction's, learned in z
+        os.remove(path[:-4] + ".z.npy")
     _save_npy(direction.astype(np.float32), path)
     return path, record
 
@@ -334,21 +368,26 @@ def attribute_logits(classifier: keras.Model, images: tf.Tensor) -> np.ndarray:
 
 def classifier_direction(generator: ImageGenerator, classifier: keras.Model,
                          samples: int = CLASSIFIED_SAMPLES, fraction: float = 0.25,
-                         seed: int = 0, chunk: int = 250) -> tuple[np.ndarray, float]:
-    """[num_ws, w_dim]: the mean w of the `fraction` of samples the classifier scores highest
-    minus that of the fraction it scores lowest; and the fraction it calls positive."""
-    ws, logits = [], []
+                         seed: int = 0, chunk: int = 250
+                         ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The mean latent of the `fraction` of samples the classifier scores highest minus that of
+    the fraction it scores lowest, in w ([num_ws, w_dim]) and in z ([z_dim]); and the fraction
+    it calls positive."""
+    zs, ws, logits = [], [], []
     for start in range(0, samples, chunk):
         z = noise(seed + start, min(chunk, samples - start), generator.z_dim)
         w = generator.mapping(z=z, truncation=tf.constant(1.0))["w"]
         images = generator.synthesis(ws=tf.repeat(w[:, None], generator.num_ws, axis=1))
         logits.append(attribute_logits(classifier, images["images"]))
+        zs.append(z.numpy())
         ws.append(w.numpy())
-    ws, logits = np.concatenate(ws), np.concatenate(logits)
+    zs, ws, logits = np.concatenate(zs), np.concatenate(ws), np.concatenate(logits)
     order = np.argsort(logits)
     count = max(1, int(round(samples * fraction)))
-    difference = ws[order[-count:]].mean(axis=0) - ws[order[:count]].mean(axis=0)
-    return np.repeat(difference[None], generator.num_ws, axis=0), float(np.mean(logits > 0))
+    top, bottom = order[-count:], order[:count]
+    difference = ws[top].mean(axis=0) - ws[bottom].mean(axis=0)
+    return (np.repeat(difference[None], generator.num_ws, axis=0),
+            zs[top].mean(axis=0) - zs[bottom].mean(axis=0), float(np.mean(logits > 0)))
 
 
 def _save_npy(array: np.ndarray, path: str) -> None:
@@ -365,7 +404,8 @@ def load_direction(model: str, name: str, num_ws: int) -> np.ndarray:
     path = direction_path(model, name)
     if not os.path.isfile(path):
         folder = os.path.dirname(path)
-        known = sorted(n[:-4] for n in os.listdir(folder) if n.endswith(".npy")) \
+        known = sorted(n[:-4] for n in os.listdir(folder)
+                       if n.endswith(".npy") and not n.endswith(".z.npy")) \
             if os.path.isdir(folder) else []
         raise ConfigError(f"no direction {name!r} in {folder} (known: {', '.join(known) or 'none'}"
                           f"): learn it with --learn_direction {name} --from_images A "
@@ -377,26 +417,53 @@ def load_direction(model: str, name: str, num_ws: int) -> np.ndarray:
     return direction
 
 
+def load_z_direction(model: str, name: str, z_dim: int) -> np.ndarray | None:
+    """The direction's z form ([z_dim]), or None where it was learned without one."""
+    path = direction_path(model, name)[:-4] + ".z.npy"
+    if not os.path.isfile(path):
+        return None
+    direction = np.load(path)
+    if direction.shape != (z_dim,):
+        raise ConfigError(f"{path} was learned for another model (z of {direction.shape}, this "
+                          f"one has {z_dim})")
+    return direction
+
+
 def load_classifier(model: str, name: str) -> keras.Model | None:
     """The classifier a direction was learned with (method "classifier"), or None."""
     path = direction_path(model, name)[:-4] + ".keras"
     return keras.models.load_model(path, compile=False) if os.path.isfile(path) else None
 
 
-def edit_strengths(generator: ImageGenerator, ws: np.ndarray, direction: np.ndarray,
+def edited_styles(generator: ImageGenerator, latents: np.ndarray, direction: np.ndarray,
+                  strengths: np.ndarray) -> np.ndarray:
+    """Styles [N, num_ws, w_dim] of latents moved along direction by strengths [N]: w's
+    ([N, num_ws, w_dim], direction [num_ws, w_dim]) move in w; z's ([N, z_dim], direction
+    [z_dim]) move in z and through the mapping, whose pixel norm puts them back on z's sphere."""
+    strengths = np.asarray(strengths, np.float32).reshape([-1] + [1] * (latents.ndim - 1))
+    moved = (latents + strengths * direction[None]).astype(np.float32)
+    if latents.ndim == 3:
+        return moved
+    w = generator.mapping(z=tf.constant(moved), truncation=tf.constant(1.0))["w"].numpy()
+    return np.repeat(w[:, None], generator.num_ws, axis=1)
+
+
+def edit_strengths(generator: ImageGenerator, latents: np.ndarray, direction: np.ndarray,
                    strength: float, classifier: keras.Model, confidence: float = 0.9,
                    tries: int = 12) -> np.ndarray:
-    """Per face of ws [N, num_ws, w_dim], the smallest of `tries` even steps up to strength at
-    which the classifier is `confidence` sure that the edited face has the attribute (strength
-    > 0) or lacks it (< 0); strength itself where it never is. Faces differ in how far they
-    must move: one fixed strength over-edits some (artefacts) and under-edits others."""
-    chosen = np.full(len(ws), strength, np.float32)
+    """Per face of latents (w's or z's, as edited_styles), the smallest of `tries` even steps
+    up to strength at which the classifier is `confidence` sure that the edited face has the
+    attribute (strength > 0) or lacks it (< 0); strength itself where it never is. Faces differ
+    in how far they must move: one fixed strength over-edits some (artefacts) and under-edits
+    others."""
+    chosen = np.full(len(latents), strength, np.float32)
     if strength == 0:
         return chosen
-    pending = np.ones(len(ws), bool)
+    pending = np.ones(len(latents), bool)
     for k in range(1, tries + 1):
         s = strength * k / tries
-        images = generator.synthesis(ws=tf.constant(ws + s * direction[None], tf.float32))
+        images = generator.synthesis(ws=tf.constant(edited_styles(
+            generator, latents, direction, np.full(len(latents), s))))
         sure = 1.0 / (1.0 + np.exp(-attribute_logits(classifier, images["images"])))
         sure = sure if strength > 0 else 1.0 - sure
         done = pending & (sure >= confidence)
@@ -407,12 +474,14 @@ def edit_strengths(generator: ImageGenerator, ws: np.ndarray, direction: np.ndar
     return chosen
 
 
-def edit_frames(ws: np.ndarray, direction: np.ndarray, strength: float,
-                frames: int) -> np.ndarray:
-    """ws [num_ws, w_dim] moved along direction, from strength 0 to strength in frames steps,
-    eased in and out (a smooth start and stop), then back: a looping animation."""
+def edit_frames(generator: ImageGenerator, latent: np.ndarray, direction: np.ndarray,
+                strength: float, frames: int) -> np.ndarray:
+    """Styles of one face's latent (a w [num_ws, w_dim] or a z [z_dim]) moved along direction,
+    from strength 0 to strength in frames steps, eased in and out (a smooth start and stop),
+    then back: a looping animation."""
     t = 0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, frames))
-    forward = ws[None] + (strength * t)[:, None, None] * direction[None]
+    forward = edited_styles(generator, np.repeat(latent[None], frames, axis=0), direction,
+                            strength * t)
     return np.concatenate([forward, forward[-2:0:-1]])
 
 
@@ -500,6 +569,8 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     generator = ImageGenerator.load(model)
     _need_styles(generator, "--project" if project_only else "--edit")
     direction = None if project_only else load_direction(model, edit, generator.num_ws)
+    z_direction = None if project_only or space != "z" else \
+        load_z_direction(model, edit, generator.z_dim)
     classifier = None if project_only or confidence <= 0 else load_classifier(model, edit)
     if direction is not None and confidence > 0 and classifier is None:
         log(f"direction {edit!r} has no classifier (learned from projections): every face moves "
@@ -517,13 +588,16 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
         count = len(result.ws)
         if direction is None:
             return [(result.images[i:i + 1], "") for i in range(count)]
+        # A z projection moves in z where the direction is known there (see the module's doc).
+        latents, along = (result.z, z_direction) if z_direction is not None else \
+            (result.ws, direction)
         strengths = np.full(count, strength, np.float32) if classifier is None else \
-            edit_strengths(generator, result.ws, direction, strength, classifier, confidence)
+            edit_strengths(generator, latents, along, strength, classifier, confidence)
         notes = [f", strength {s:.2f}" for s in strengths]
         if animate:
-            return [(generator.synthesize(edit_frames(ws, direction, s, frames)), note)
-                    for ws, s, note in zip(result.ws, strengths, notes)]
-        edited = generator.synthesize(result.ws + strengths[:, None, None] * direction[None])
+            return [(generator.synthesize(edit_frames(generator, latent, along, s, frames)),
+                     note) for latent, s, note in zip(latents, strengths, notes)]
+        edited = generator.synthesize(edited_styles(generator, latents, along, strengths))
         return [(edited[i:i + 1], notes[i]) for i in range(count)]
 
     ext = ".gif" if animate else (os.path.splitext(output)[1] or ".png")
@@ -556,10 +630,8 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
             for i, ((photo, _, matrix, path), (images, note)) in enumerate(
                     zip(found, outputs(result))):
                 pasted = np.stack([paste_back(photo, image, matrix) for image in images])
-                one = Projection(result.ws[i:i + 1], result.images[i:i + 1],
-                                 result.distances[i:i + 1], result.distance_name, [])
-                written.append(_write(pasted, path, result.ws[i] if project_only else None, one,
-                                      log, note))
+                written.append(_write(pasted, path, result.ws[i] if project_only else None,
+                                      result.one(i), log, note))
     else:
         faces = _inputs(input_path, size)
         paths = _outputs(input_path, output, [n for n, _ in faces], ext)
@@ -569,10 +641,8 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
             result = project(generator, chunk, steps, measure, space, log=log)
             for i, (path, (images, note)) in enumerate(zip(paths[start:start + batch],
                                                            outputs(result))):
-                one = Projection(result.ws[i:i + 1], result.images[i:i + 1],
-                                 result.distances[i:i + 1], result.distance_name, [])
-                written.append(_write(images, path, result.ws[i] if project_only else None, one,
-                                      log, note))
+                written.append(_write(images, path, result.ws[i] if project_only else None,
+                                      result.one(i), log, note))
     if len(written) > 3:
         return f"wrote {len(written)} images into {output}"
     return f"wrote {', '.join(written)}" if written else "no image written"

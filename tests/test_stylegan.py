@@ -256,23 +256,63 @@ def test_each_face_moves_until_the_classifier_is_sure(style_run):
     np.testing.assert_allclose(strengths, [-3.0, -0.25, -0.25])  # lacking it is the goal now
 
 
+def test_classifier_direction_pairs_each_latent_with_its_label_and_edits_in_z(style_run):
+    """The direction is the top quarter's mean latent minus the bottom quarter's, in w and in
+    z, with each sample's label from its own image (chunks of 4 here); a z edit is the mapping
+    of the moved z, and strength 0 the face itself."""
+    from cyclegan_tf import latents
+    from cyclegan_tf.sampling import ImageGenerator, noise
+    generator = ImageGenerator.load(style_run["export"])
+    scores = np.array([3.0, -1.0, 0.5, 2.0, -3.0, 1.0, -2.0, 0.0], np.float32)
+    served = []
+
+    def classifier(images, training):  # the samples' scores, in the order they are drawn
+        served.append(len(images))
+        start = sum(served[:-1])
+        return tf.constant(scores[start:start + len(images), None])
+
+    w_direction, z_direction, positive = latents.classifier_direction(
+        generator, classifier, samples=8, chunk=4)
+    z = np.concatenate([noise(0, 4, 16).numpy(), noise(4, 4, 16).numpy()])
+    w = generator.mapping(z=tf.constant(z), truncation=tf.constant(1.0))["w"].numpy()
+    top, bottom = [0, 3], [4, 6]  # quarters of 8: the two highest and the two lowest scores
+    np.testing.assert_allclose(z_direction, z[top].mean(0) - z[bottom].mean(0), atol=1e-6)
+    np.testing.assert_allclose(w_direction[3], w[top].mean(0) - w[bottom].mean(0), atol=1e-5)
+    assert w_direction.shape == (generator.num_ws, 16) and positive == 0.5
+
+    styles = latents.edited_styles(generator, z[:2], z_direction, np.array([0.0, 2.0]))
+    moved = z[1] + 2.0 * z_direction
+    expected = generator.mapping(z=tf.constant(np.stack([z[0], moved])),
+                                 truncation=tf.constant(1.0))["w"].numpy()
+    np.testing.assert_allclose(styles[:, 0], expected, atol=1e-5)
+    np.testing.assert_array_equal(styles[0, 0], styles[0, -1])  # one w for every layer
+    frames = latents.edit_frames(generator, z[1], z_direction, 2.0, frames=5)
+    assert frames.shape == (8, generator.num_ws, 16)  # there and back
+    np.testing.assert_allclose(frames[4], styles[1], atol=1e-5)
+
+
 def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, faces, tmp_path):
     export = str(tmp_path / "export")
     shutil.copytree(style_run["export"], export)
     face = os.path.join(faces["test"], sorted(os.listdir(faces["test"]))[0])
     common = [f"--model={export}", "--steps=20", "--distance=pixels"]
-    for name, method in (("night", "classifier"), ("night", "projections"), ("day", "classifier")):
+    for name, method, space in (("night", "classifier", "z"), ("night", "projections", "w"),
+                                ("day", "classifier", "z")):
         result = run_script("inference.py", *common, f"--learn_direction={name}", "--limit=4",
                             f"--direction_method={method}", f"--from_images={faces['A']}",
-                            f"--to_images={faces['B']}")
+                            f"--to_images={faces['B']}", f"--space={space}")
         assert result.returncode == 0, result.stderr
         direction = np.load(os.path.join(export, "directions", f"{name}.npy"))
         assert direction.shape == (8, 16) and np.abs(direction).sum() > 0
         record = json.load(open(os.path.join(export, "directions", f"{name}.json")))
         assert record["method"] == method
-        # Only a classifier's direction keeps its classifier, which edits ask how far to go.
+        # Only a classifier's direction keeps its classifier, which edits ask how far to go;
+        # a z form exists where it was learned (not from w projections: an old one goes).
         has_classifier = os.path.exists(os.path.join(export, "directions", f"{name}.keras"))
         assert has_classifier == (method == "classifier")
+        z_form = os.path.join(export, "directions", f"{name}.z.npy")
+        assert os.path.exists(z_form) == (space == "z")
+    assert np.load(os.path.join(export, "directions", "day.z.npy")).shape == (16,)
 
     projected, edited = str(tmp_path / "fit.png"), str(tmp_path / "zero.png")
     assert run_script("inference.py", *common, f"--input={face}", "--project",
@@ -298,6 +338,7 @@ def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, fa
 
     result = run_script("inference.py", *common, f"--input={face}", "--edit=missing")
     assert result.returncode == 2 and "learn it with --learn_direction missing" in result.stderr
+    assert "(known: day, night)" in result.stderr  # not their z forms
 
     # Ordinary photos: each face found, aligned, edited and put back; a photo without one is
     # reported and left out. The real detector (the faces extra, installed by CI).
