@@ -53,7 +53,8 @@ flags.DEFINE_float("truncation", 1.0, "generator: noise scaled by this (< 1: mor
 flags.DEFINE_boolean("project", False, "stylegan: find the latent of each --input face; writes "
                      "its reconstruction to --output and the latent beside it (.npy)")
 flags.DEFINE_string("learn_direction", "", "stylegan: learn the direction NAME from "
-                    "--from_images to --to_images (stored as MODEL/directions/NAME.npy)")
+                    "--from_images to --to_images (stored as MODEL/directions/NAME.npy, in w, "
+                    "and NAME.z.npy, in z, for edits of z projections)")
 flags.DEFINE_string("from_images", "", "--learn_direction: faces without the attribute")
 flags.DEFINE_string("to_images", "", "--learn_direction: faces with the attribute")
 flags.DEFINE_enum("direction_method", "classifier", ["classifier", "projections"],
@@ -62,7 +63,7 @@ flags.DEFINE_enum("direction_method", "classifier", ["classifier", "projections"
 flags.DEFINE_integer("limit", 0, "--learn_direction: images read from each folder (0: all for "
                      "the classifier, 100 for projections)")
 flags.DEFINE_string("edit", "", "stylegan: move each --input face along the learned direction "
-                    "NAME")
+                    "NAME (a z projection moves in z, where the direction has its z form)")
 flags.DEFINE_float("strength", 3.0, "--edit: how far at most (1: the difference the direction "
                    "was learned as; negative: the other way)")
 flags.DEFINE_float("confidence", 0.9, "--edit: move each face only until the direction's "
@@ -74,8 +75,8 @@ flags.DEFINE_integer("steps", 300, "projection: optimisation steps per face")
 flags.DEFINE_enum("distance", "auto", ["auto", "vgg16", "pixels"], "projection: perceptual "
                   "distance (auto: VGG16 if its weights are here, else a pixel fallback)")
 flags.DEFINE_enum("space", "z", ["z", "w", "w+"], "projection: search the mapping's input z "
-                  "(sharper faces from a young model), w (the paper's) or w+ (one w per layer: "
-                  "closer fits, less reliable edits)")
+                  "(sharper faces from a young model; --edit then moves z), w (the paper's) or "
+                  "w+ (one w per layer: closer fits, less reliable edits)")
 FLAGS = flags.FLAGS
 
 LATENT_FLAGS = ("project", "learn_direction", "edit", "mix")

@@ -18,9 +18,10 @@ layer). The distances:
 A direction is learned as InterFaceGAN does (a classifier of the two labelled folders labels
 generated faces), or from the two folders' projections; an edit moves each face along it until
 that classifier is sure, at most by the strength asked. A face projected in z is edited in z
-(moved on the sphere z lives on, then mapped): every step of the edit is then a latent of the
-kind the generator was trained on, where a move in w leaves the mapping's outputs and, in a
-young generator, breaks faces (benchmarks/README.md: face rate 0.99 against 0.84).
+where the direction has its z form (moved in z, then mapped, whose pixel norm puts it back on
+z's sphere): every step of the edit is then a latent of the kind the generator was trained on,
+where a move in w leaves the mapping's outputs and, in a young generator, breaks faces
+(benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -134,11 +135,6 @@ class Projection:
         return Projection(self.ws[i:i + 1], self.images[i:i + 1], self.distances[i:i + 1],
                           self.distance_name, [], None if self.z is None else self.z[i:i + 1])
 
-    def one(self, i: int) -> Projection:
-        """The i-th image's projection alone."""
-        return Projection(self.ws[i:i + 1], self.images[i:i + 1], self.distances[i:i + 1],
-                          self.distance_name, [])
-
 
 def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
             distance=None, space: str = "z", learning_rate: float | None = None,
@@ -238,7 +234,7 @@ def _nearest_samples(generator: ImageGenerator, target: tf.Tensor, seed: int) ->
 # -- directions -------------------------------------------------------------------------------------
 
 def direction_path(model: str, name: str) -> str:
-    if not name or os.sep in name or name.startswith("."):
+    if not name or os.sep in name or "." in name:  # name.z.npy is name's z form
         raise ConfigError(f"--learn_direction / --edit take a plain name such as 'gender', got "
                           f"{name!r}")
     return os.path.join(model, "directions", f"{name}.npy")
@@ -302,8 +298,8 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
     record["norm"] = float(np.linalg.norm(direction[0]))
     if z_direction is not None:
         record["z_norm"] = float(np.linalg.norm(z_direction))
-    # The .npy last, each file renamed into place: a crash leaves the old direction whole or
-    # the new one complete, never a new direction beside an old classifier.
+    # Each file renamed into place, the .npy last: a new .npy always has its own classifier
+    # and z form beside it (a crash before it leaves the old .npy, which a rerun replaces).
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     saved = path[:-4] + ".keras"
@@ -571,6 +567,11 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     direction = None if project_only else load_direction(model, edit, generator.num_ws)
     z_direction = None if project_only or space != "z" else \
         load_z_direction(model, edit, generator.z_dim)
+    if direction is not None and space == "z" and z_direction is None:
+        log(f"direction {edit!r} has no z form (learned from w projections, or before z "
+            "edits): these z projections are edited in w; relearn it to edit them in z")
+    elif direction is not None:
+        log(f"editing in {'z' if z_direction is not None else 'w'} along {edit!r}")
     classifier = None if project_only or confidence <= 0 else load_classifier(model, edit)
     if direction is not None and confidence > 0 and classifier is None:
         log(f"direction {edit!r} has no classifier (learned from projections): every face moves "

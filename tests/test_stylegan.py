@@ -321,6 +321,7 @@ def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, fa
     result = run_script("inference.py", *common, f"--input={face}", "--edit=day",
                         "--strength=0", f"--output={edited}")
     assert result.returncode == 0, result.stderr
+    assert "editing in z along 'day'" in result.stdout
     from PIL import Image
     # Strength 0 is the reconstruction (the same projection: same seed, same steps).
     np.testing.assert_array_equal(np.asarray(Image.open(edited)), np.asarray(Image.open(projected)))
@@ -339,6 +340,13 @@ def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, fa
     result = run_script("inference.py", *common, f"--input={face}", "--edit=missing")
     assert result.returncode == 2 and "learn it with --learn_direction missing" in result.stderr
     assert "(known: day, night)" in result.stderr  # not their z forms
+    result = run_script("inference.py", *common, f"--input={face}", "--edit=night",
+                        f"--output={tmp_path / 'night.png'}")
+    assert result.returncode == 0, result.stderr
+    assert "direction 'night' has no z form" in result.stdout  # learned from w projections
+    result = run_script("inference.py", *common, "--learn_direction=day.z", f"--from_images={face}",
+                        f"--to_images={face}")
+    assert result.returncode == 2 and "a plain name such as 'gender'" in result.stderr
 
     # Ordinary photos: each face found, aligned, edited and put back; a photo without one is
     # reported and left out. The real detector (the faces extra, installed by CI).
