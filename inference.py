@@ -60,6 +60,9 @@ flags.DEFINE_string("to_images", "", "--learn_direction: faces with the attribut
 flags.DEFINE_enum("direction_method", "classifier", ["classifier", "projections"],
                   "--learn_direction: a classifier of the two folders labels generated faces "
                   "(InterFaceGAN), or the difference of the folders' projected latents")
+flags.DEFINE_boolean("keep_brightness", True, "--learn_direction (classifier): take out of the "
+                     "direction what it shares with the faces' brightness, so that an edit "
+                     "keeps skin tone and light (--nokeep_brightness for attributes of light)")
 flags.DEFINE_integer("limit", 0, "--learn_direction: images read from each folder (0: all for "
                      "the classifier, 100 for projections)")
 flags.DEFINE_string("edit", "", "stylegan: move each --input face along the learned direction "
@@ -137,7 +140,8 @@ def _latent_command() -> int:
         print(latents.learn_direction_command(FLAGS.model, FLAGS.learn_direction,
                                               FLAGS.from_images, FLAGS.to_images, FLAGS.limit,
                                               FLAGS.direction_method, FLAGS.steps,
-                                              FLAGS.distance, FLAGS.space))
+                                              FLAGS.distance, FLAGS.space,
+                                              FLAGS.keep_brightness))
     else:
         if FLAGS.align_faces:
             FaceDetector.check_installed()

@@ -244,6 +244,7 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
                     from_images: np.ndarray, to_images: np.ndarray,
                     method: str = "classifier", steps: int = 200, distance=None,
                     space: str = "z", batch: int = 32, samples: int = CLASSIFIED_SAMPLES,
+                    keep_brightness: bool = True,
                     log: Callable[[str], None] = print) -> tuple[str, dict]:
     """Learns the direction from from_images (without the attribute) to to_images (with it)
     and stores it as model/directions/name.npy ([num_ws, w_dim], in w), name.z.npy ([z_dim],
@@ -254,10 +255,11 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
     attribute from the two sets (uint8 [N, 64, 64, 3]), labels `samples` generated faces, and
     the direction is the mean latent of the quarter it is surest have the attribute minus that
     of the quarter surest lack it. The generator's own faces carry the labels, so no real face
-    has to be projected, and thousands of samples average out what is not the attribute.
+    has to be projected, and thousands of samples average out what is not the attribute; with
+    keep_brightness, what the direction shares with the samples' brightness is taken out.
     method "projections": both sets (at the model's size) projected, the difference of their
-    mean latents. Cheap in images, but a few hundred projections leave much noise in 512 dimensions,
-    and the projector's blur weakens fine cues such as gender.
+    mean latents. Cheap in images, but a few hundred projections leave much noise in 512
+    dimensions, and the projector's blur weakens fine cues such as gender.
     Strength 1 moves a face by the difference either way."""
     _need_styles(generator, "--learn_direction")
     if method not in DIRECTION_METHODS:
@@ -271,10 +273,11 @@ def learn_direction(generator: ImageGenerator, model: str, name: str,
               "to_images": len(to_images)}
     if method == "classifier":
         classifier, accuracy = train_classifier(from_images, to_images, log=log)
-        direction, z_direction, to_fraction = classifier_direction(generator, classifier,
-                                                                   samples)
+        direction, z_direction, to_fraction = classifier_direction(
+            generator, classifier, samples, keep_brightness=keep_brightness)
         record.update(classifier_held_out_accuracy=round(accuracy, 4), samples=samples,
-                      samples_with_attribute=round(to_fraction, 4))
+                      samples_with_attribute=round(to_fraction, 4),
+                      keep_brightness=keep_brightness)
     else:
         distance = distance or make_distance()
         record.update(distance=distance.name, steps=steps, space=space)
@@ -364,26 +367,50 @@ def attribute_logits(classifier: keras.Model, images: tf.Tensor) -> np.ndarray:
 
 def classifier_direction(generator: ImageGenerator, classifier: keras.Model,
                          samples: int = CLASSIFIED_SAMPLES, fraction: float = 0.25,
-                         seed: int = 0, chunk: int = 250
+                         seed: int = 0, chunk: int = 250, keep_brightness: bool = True
                          ) -> tuple[np.ndarray, np.ndarray, float]:
     """The mean latent of the `fraction` of samples the classifier scores highest minus that of
     the fraction it scores lowest, in w ([num_ws, w_dim]) and in z ([z_dim]); and the fraction
-    it calls positive."""
-    zs, ws, logits = [], [], []
+    it calls positive.
+
+    keep_brightness: less its part along the samples' brightness direction (the same
+    difference, of the faces' mean brightness), as InterFaceGAN's conditional edits take one
+    attribute out of another. An attribute that goes with lighter or darker faces among the
+    samples (gender does in this generator) would otherwise change skin tone and light too."""
+    zs, ws, logits, light = [], [], [], []
     for start in range(0, samples, chunk):
         z = noise(seed + start, min(chunk, samples - start), generator.z_dim)
         w = generator.mapping(z=z, truncation=tf.constant(1.0))["w"]
         images = generator.synthesis(ws=tf.repeat(w[:, None], generator.num_ws, axis=1))
         logits.append(attribute_logits(classifier, images["images"]))
+        light.append(face_brightness(images["images"]))
         zs.append(z.numpy())
         ws.append(w.numpy())
-    zs, ws, logits = np.concatenate(zs), np.concatenate(ws), np.concatenate(logits)
-    order = np.argsort(logits)
+    zs, ws, logits, light = (np.concatenate(a) for a in (zs, ws, logits, light))
     count = max(1, int(round(samples * fraction)))
-    top, bottom = order[-count:], order[:count]
-    difference = ws[top].mean(axis=0) - ws[bottom].mean(axis=0)
-    return (np.repeat(difference[None], generator.num_ws, axis=0),
-            zs[top].mean(axis=0) - zs[bottom].mean(axis=0), float(np.mean(logits > 0)))
+
+    def difference(latents: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        order = np.argsort(scores)
+        return latents[order[-count:]].mean(axis=0) - latents[order[:count]].mean(axis=0)
+
+    w_direction, z_direction = difference(ws, logits), difference(zs, logits)
+    if keep_brightness:
+        w_direction, z_direction = (
+            without(direction, difference(latents, light))
+            for direction, latents in ((w_direction, ws), (z_direction, zs)))
+    return (np.repeat(w_direction[None], generator.num_ws, axis=0), z_direction,
+            float(np.mean(logits > 0)))
+
+
+def face_brightness(images: tf.Tensor) -> np.ndarray:
+    """[N]: the mean of each image's central half (where an aligned face is), in [-1, 1]."""
+    h, w = images.shape[1] // 4, images.shape[2] // 4
+    return np.asarray(tf.reduce_mean(images[:, h:-h, w:-w], axis=[1, 2, 3]))
+
+
+def without(direction: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """direction less its projection on other: orthogonal to it."""
+    return direction - np.dot(direction, other) / np.dot(other, other) * other
 
 
 def _save_npy(array: np.ndarray, path: str) -> None:
@@ -667,6 +694,7 @@ def _write(images: np.ndarray, path: str, ws: np.ndarray | None, result: Project
 def learn_direction_command(model: str, name: str, from_images: str, to_images: str,
                             limit: int = 0, method: str = "classifier", steps: int = 200,
                             distance: str = "auto", space: str = "z",
+                            keep_brightness: bool = True,
                             log: Callable[[str], None] = print) -> str:
     """inference.py --learn_direction: the first `limit` images of each folder (or tfrecords);
     0: every image for the classifier, 100 for projections."""
@@ -688,7 +716,8 @@ def learn_direction_command(model: str, name: str, from_images: str, to_images: 
         sets.append(np.stack(images) if images else np.zeros([0, size, size, 3], np.uint8))
     measure = make_distance(distance) if method == "projections" else None
     path, record = learn_direction(generator, model, name, *sets, method=method, steps=steps,
-                                   distance=measure, space=space, log=log)
+                                   distance=measure, space=space,
+                                   keep_brightness=keep_brightness, log=log)
     return f"wrote {path} ({json.dumps(record, sort_keys=True)})"
 
 

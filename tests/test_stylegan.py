@@ -258,8 +258,9 @@ def test_each_face_moves_until_the_classifier_is_sure(style_run):
 
 def test_classifier_direction_pairs_each_latent_with_its_label_and_edits_in_z(style_run):
     """The direction is the top quarter's mean latent minus the bottom quarter's, in w and in
-    z, with each sample's label from its own image (chunks of 4 here); a z edit is the mapping
-    of the moved z, and strength 0 the face itself."""
+    z, with each sample's label from its own image (chunks of 4 here); keeping brightness
+    takes out its part along the samples' brightness direction. A z edit is the mapping of the
+    moved z, and strength 0 the face itself."""
     from cyclegan_tf import latents
     from cyclegan_tf.sampling import ImageGenerator, noise
     generator = ImageGenerator.load(style_run["export"])
@@ -272,13 +273,23 @@ def test_classifier_direction_pairs_each_latent_with_its_label_and_edits_in_z(st
         return tf.constant(scores[start:start + len(images), None])
 
     w_direction, z_direction, positive = latents.classifier_direction(
-        generator, classifier, samples=8, chunk=4)
+        generator, classifier, samples=8, chunk=4, keep_brightness=False)
     z = np.concatenate([noise(0, 4, 16).numpy(), noise(4, 4, 16).numpy()])
     w = generator.mapping(z=tf.constant(z), truncation=tf.constant(1.0))["w"].numpy()
     top, bottom = [0, 3], [4, 6]  # quarters of 8: the two highest and the two lowest scores
     np.testing.assert_allclose(z_direction, z[top].mean(0) - z[bottom].mean(0), atol=1e-6)
     np.testing.assert_allclose(w_direction[3], w[top].mean(0) - w[bottom].mean(0), atol=1e-5)
     assert w_direction.shape == (generator.num_ws, 16) and positive == 0.5
+
+    served.clear()
+    kept_w, kept_z, _ = latents.classifier_direction(generator, classifier, samples=8, chunk=4)
+    images = generator.synthesis(ws=tf.repeat(tf.constant(w)[:, None], generator.num_ws, 1))
+    light = np.argsort(tf.reduce_mean(images["images"][:, 8:24, 8:24], [1, 2, 3]).numpy())
+    for kept, full, latent in ((kept_z, z_direction, z), (kept_w[0], w_direction[0], w)):
+        brighter = latent[light[-2:]].mean(0) - latent[light[:2]].mean(0)
+        assert abs(np.dot(kept, brighter)) < 1e-4 * np.dot(full, full)  # none of it left
+        np.testing.assert_allclose(full - kept, np.dot(full, brighter) / np.dot(
+            brighter, brighter) * brighter, atol=1e-5)  # and nothing else taken out
 
     styles = latents.edited_styles(generator, z[:2], z_direction, np.array([0.0, 2.0]))
     moved = z[1] + 2.0 * z_direction
