@@ -658,8 +658,8 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
             for i, ((photo, _, matrix, path), (images, note)) in enumerate(
                     zip(found, outputs(result))):
                 pasted = np.stack([paste_back(photo, image, matrix) for image in images])
-                written.append(_write(pasted, path, result.ws[i] if project_only else None,
-                                      result.one(i), log, note))
+                written.append(_write(pasted, path, result.one(i), log, note,
+                                      save_latent=project_only))
     else:
         faces = _inputs(input_path, size)
         paths = _outputs(input_path, output, [n for n, _ in faces], ext)
@@ -669,15 +669,18 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
             result = project(generator, chunk, steps, measure, space, log=log)
             for i, (path, (images, note)) in enumerate(zip(paths[start:start + batch],
                                                            outputs(result))):
-                written.append(_write(images, path, result.ws[i] if project_only else None,
-                                      result.one(i), log, note))
+                written.append(_write(images, path, result.one(i), log, note,
+                                      save_latent=project_only))
     if len(written) > 3:
         return f"wrote {len(written)} images into {output}"
     return f"wrote {', '.join(written)}" if written else "no image written"
 
 
-def _write(images: np.ndarray, path: str, ws: np.ndarray | None, result: Projection,
-           log: Callable[[str], None], note: str = "") -> str:
+def _write(images: np.ndarray, path: str, result: Projection, log: Callable[[str], None],
+           note: str = "", save_latent: bool = False) -> str:
+    """The image (or GIF) and, with save_latent, the projection beside it: its ws as .npy
+    ([num_ws, w_dim], for synthesis) and, for a z projection, its z as .z.npy ([z_dim], for
+    serving_default and sample-style use)."""
     from PIL import Image
     from cyclegan_tf.sampling import save_gif
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -685,8 +688,11 @@ def _write(images: np.ndarray, path: str, ws: np.ndarray | None, result: Project
         save_gif(images, path)
     else:
         files.save_image(Image.fromarray(images[0]), path)
-    if ws is not None:
-        _save_npy(ws, os.path.splitext(path)[0] + ".npy")
+    if save_latent:
+        stem = os.path.splitext(path)[0]
+        _save_npy(result.ws[0], stem + ".npy")
+        if result.z is not None:
+            _save_npy(result.z[0], stem + ".z.npy")
     log(f"{path}: {result.distance_name} distance {float(result.distances[0]):.4f}{note}")
     return path
 

@@ -325,15 +325,20 @@ def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, fa
         assert os.path.exists(z_form) == (space == "z")
     assert np.load(os.path.join(export, "directions", "day.z.npy")).shape == (16,)
 
+    from PIL import Image
     projected, edited = str(tmp_path / "fit.png"), str(tmp_path / "zero.png")
     assert run_script("inference.py", *common, f"--input={face}", "--project",
                       f"--output={projected}").returncode == 0
-    assert np.load(str(tmp_path / "fit.npy")).shape == (8, 16)
+    ws, z = np.load(str(tmp_path / "fit.npy")), np.load(str(tmp_path / "fit.z.npy"))
+    assert ws.shape == (8, 16) and z.shape == (16,)
+    # The z written is the projection's: plain serving_default(z) draws the reconstruction.
+    from cyclegan_tf.sampling import ImageGenerator
+    drawn = ImageGenerator.load(export).generate(z[None])
+    assert np.abs(drawn.astype(float) - np.asarray(Image.open(projected), float)).max() <= 2
     result = run_script("inference.py", *common, f"--input={face}", "--edit=day",
                         "--strength=0", f"--output={edited}")
     assert result.returncode == 0, result.stderr
     assert "editing in z along 'day'" in result.stdout
-    from PIL import Image
     # Strength 0 is the reconstruction (the same projection: same seed, same steps).
     np.testing.assert_array_equal(np.asarray(Image.open(edited)), np.asarray(Image.open(projected)))
 
