@@ -46,10 +46,14 @@ for half in testA testB; do
   m="$MODELS/${model[$half]}"
   "$PY" inference.py --model "$m" --input "$WORK/photos_$half" --output "$WORK/as_is_$half" >&2
   "$PY" inference.py --model "$m" --input "$WORK/photos_$half" --output "$WORK/aligned_$half" \
-    --align_faces --keep_faceless > "$WORK/align_$half.log"
+    --align_faces --keep_faceless --crops "$WORK/aligned_pairs_$half" > "$WORK/align_$half.log"
+  "$PY" benchmarks/wild_photos.py halves --pairs "$WORK/aligned_pairs_$half" \
+    --out "$WORK/aligned_faces_$half"
+  "$PY" benchmarks/wild_photos.py realign --model "$m" --photos "$WORK/aligned_$half" \
+    --out "$WORK/aligned_realigned_$half"
   "$PY" inference.py --model "$m" --input "$FACES/$half" --output "$WORK/crops_$half" \
     --image_size 64 >&2
-  for case in as_is aligned crops; do
+  for case in as_is aligned crops aligned_faces aligned_realigned; do
     rm -f "$WORK/${case}_$half/boxes.json"
     bash "$JUDGE" "$WORK/${case}_$half" --expect "${expect[$half]}" --detect | tail -1 \
       > "$WORK/judge_${case}_$half.json"
@@ -57,6 +61,8 @@ for half in testA testB; do
   # The judge on the real faces, untranslated: in the photos, and as 64 px crops.
   mkdir -p "$WORK/real_photos_$half" "$WORK/real_crops_$half"
   cp "$WORK/photos_$half"/*.png "$WORK/real_photos_$half/"
+  "$PY" benchmarks/wild_photos.py realign --model "$m" --photos "$WORK/photos_$half" \
+    --out "$WORK/real_photos_realigned_$half"
   "$PY" - "$FACES/$half" "$WORK/real_crops_$half" <<'PY'
 import os, sys
 from PIL import Image
@@ -65,7 +71,7 @@ for name in sorted(os.listdir(source)):
     Image.open(os.path.join(source, name)).convert("RGB").resize((64, 64), Image.LANCZOS).save(
         os.path.join(target, os.path.splitext(name)[0] + ".png"))
 PY
-  for case in real_photos real_crops; do
+  for case in real_photos real_crops real_photos_realigned; do
     bash "$JUDGE" "$WORK/${case}_$half" --expect "${real[$half]}" --detect | tail -1 \
       > "$WORK/judge_${case}_$half.json"
   done
@@ -80,7 +86,7 @@ import json, sys
 work, seconds = sys.argv[1], int(sys.argv[2])
 load = lambda name: json.loads(open(f"{work}/{name}.json").read().strip().splitlines()[-1])
 result = {"case": "faces_wild"}
-for case in ("as_is", "aligned", "crops"):
+for case in ("as_is", "aligned", "crops", "aligned_faces", "aligned_realigned"):
     judged = [load(f"judge_{case}_{half}") for half in ("testA", "testB")]
     images = sum(j["images"] for j in judged)
     result[case] = {
@@ -89,7 +95,7 @@ for case in ("as_is", "aligned", "crops"):
         "face_rate": round(sum(j["face_rate"] * j["images"] for j in judged) / images, 4),
         "flipped_testA_to_female": judged[0]["expected_rate"],
         "flipped_testB_to_male": judged[1]["expected_rate"]}
-    if case != "crops":
+    if case in ("as_is", "aligned"):
         outside = [load(f"outside_{case}_{half}") for half in ("testA", "testB")]
         result[case]["outside_mean_abs_diff"] = round(
             sum(o["outside_mean_abs_diff"] * o["photos"] for o in outside)
@@ -100,7 +106,7 @@ for half in ("testA", "testB"):
     found = re.search(r"(\d+) photos without a face found", open(f"{work}/align_{half}.log").read())
     faceless += int(found.group(1)) if found else 0
 result["aligned"]["photos_without_a_face_found"] = faceless
-for case in ("real_photos", "real_crops"):  # the judge's ceiling: real faces, real gender
+for case in ("real_photos", "real_crops", "real_photos_realigned"):  # the judge's ceiling: real faces, real gender
     judged = [load(f"judge_{case}_{half}") for half in ("testA", "testB")]
     images = sum(j["images"] for j in judged)
     result[f"judge_on_{case}"] = {

@@ -7,6 +7,12 @@
   python benchmarks/wild_photos.py outside --photos OUT --outputs DIR
       the mean absolute difference (0-255) between each photo and its translation outside the
       face boxes, over the photos that have a translation, as one JSON line
+  python benchmarks/wild_photos.py halves --pairs DIR --out OUT
+      the right half of each side-by-side pair inference.py --crops wrote: the translation of
+      each aligned face, before it is pasted back
+  python benchmarks/wild_photos.py realign --model MODEL --photos DIR --out OUT [--size 64]
+      each photo's largest face found again and aligned to MODEL's layout at size x size (the
+      framing of the test crops), so the judge reads a photo as it reads a crop
 """
 from __future__ import annotations
 
@@ -86,6 +92,28 @@ def outside(photos: str, outputs: str) -> dict:
             "photos_unchanged_outside": unchanged}
 
 
+def halves(pairs: str, out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    for name in sorted(os.listdir(pairs)):
+        if name.lower().endswith(".png"):
+            pair = Image.open(os.path.join(pairs, name))
+            pair.crop((pair.width // 2, 0, pair.width, pair.height)).save(os.path.join(out, name))
+
+
+def realign(model: str, photos: str, out: str, size: int) -> None:
+    from cyclegan_tf.faces import FaceDetector, FaceLayout, align
+    layout, detector = FaceLayout.load(model), FaceDetector()
+    os.makedirs(out, exist_ok=True)
+    for name in sorted(os.listdir(photos)):
+        if not name.lower().endswith(".png"):
+            continue
+        photo = np.asarray(Image.open(os.path.join(photos, name)).convert("RGB"))
+        faces = detector.detect(photo)
+        if faces:  # photos where none is found are left out (the judge counts what is there)
+            Image.fromarray(align(photo, faces[0].landmarks, layout, size)[0]).save(
+                os.path.join(out, name))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,11 +126,23 @@ def main() -> None:
     o = commands.add_parser("outside")
     o.add_argument("--photos", required=True)
     o.add_argument("--outputs", required=True)
+    h = commands.add_parser("halves")
+    h.add_argument("--pairs", required=True)
+    h.add_argument("--out", required=True)
+    r = commands.add_parser("realign")
+    r.add_argument("--model", required=True)
+    r.add_argument("--photos", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
     if args.command == "make":
         make(args.crops, args.photos, args.size, args.seed)
-    else:
+    elif args.command == "outside":
         print(json.dumps(outside(args.photos, args.outputs)))
+    elif args.command == "halves":
+        halves(args.pairs, args.out)
+    else:
+        realign(args.model, args.photos, args.out, args.size)
 
 
 if __name__ == "__main__":
