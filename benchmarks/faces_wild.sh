@@ -106,7 +106,8 @@ for half in ("testA", "testB"):
     found = re.search(r"(\d+) photos without a face found", open(f"{work}/align_{half}.log").read())
     faceless += int(found.group(1)) if found else 0
 result["aligned"]["photos_without_a_face_found"] = faceless
-for case in ("real_photos", "real_crops", "real_photos_realigned"):  # the judge's ceiling: real faces, real gender
+# The judge's ceiling in each framing: real faces, their real gender.
+for case in ("real_photos", "real_crops", "real_photos_realigned"):
     judged = [load(f"judge_{case}_{half}") for half in ("testA", "testB")]
     images = sum(j["images"] for j in judged)
     result[f"judge_on_{case}"] = {
