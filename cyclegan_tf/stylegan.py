@@ -69,11 +69,14 @@ def blur(x: tf.Tensor, gain: float = 1.0, stride: int = 1, pad: tuple[int, int] 
     """[1, 3, 3, 1] low-pass filter, same size; stride 2: an anti-aliased halving. pad: before
     and after, at stride 1 (which output pixel the filter's centre lands on).
     (A depthwise convolution: 3-8x faster on a CPU than the same filter as sums of shifted
-    slices, measured forward + backward at 64 px, batch 32.)"""
-    kernel = _blur_kernel(x.shape[-1], gain, x.dtype)
+    slices, measured forward + backward at 64 px, batch 32. Always in float32: TF's bfloat16
+    depthwise backprop on a CPU took 16x the float32 one, 44 % of a bf16 step; see
+    benchmarks/README.md.)"""
+    dtype = x.dtype
+    kernel = _blur_kernel(x.shape[-1], gain, tf.float32)
     before, after = pad if stride == 1 else (1, 1)
-    x = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
-    return tf.nn.depthwise_conv2d(x, kernel, [1, stride, stride, 1], "VALID")
+    x = tf.pad(tf.cast(x, tf.float32), [[0, 0], [before, after], [before, after], [0, 0]])
+    return tf.cast(tf.nn.depthwise_conv2d(x, kernel, [1, stride, stride, 1], "VALID"), dtype)
 
 
 class EqualizedDense(keras.layers.Layer):
