@@ -1,0 +1,83 @@
+"""Training steps per second of the face generators, side by side, for equal-wall-time comparisons.
+
+  .venv/bin/python benchmarks/gan_speeds.py                       # dcgan, wgangp, stylegan, bf16
+  .venv/bin/python benchmarks/gan_speeds.py --models dcgan,stylegan --mixed_precision off
+
+Each model is built as benchmarks/faces_generate.sh trains it (64 px; DCGAN and WGAN-GP at
+ngf = ndf = 64, batch 64; StyleGAN at its CPU defaults, batch 32) and traced; then the models take
+turns, --steps steps each per round for --rounds rounds, so that a machine whose speed drifts
+(shared hosts do: a 38-minute run here went from 1.2 to 2.4 steps/s and back) slows them alike.
+Prints one JSON line per model (steps/s and images/s over all its rounds, the rounds' spread)
+and one with each model's seconds per step relative to the first model's: DCGAN steps that take
+the time of one step of each model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Each model's settings in benchmarks/faces_generate.sh (what the README's figures were trained with).
+FACES_SETTINGS = {"dcgan": dict(ngf=64, ndf=64, batch_size=64),
+                  "wgangp": dict(ngf=64, ndf=64, batch_size=64),
+                  "stylegan": dict(ngf=256, ndf=256, batch_size=32)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="dcgan,wgangp,stylegan")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--mixed_precision", choices=("off", "bf16"), default="bf16")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=16,
+                        help="steps per model per round (16: one StyleGAN R1 step in each)")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (inter-op is 1)")
+    args = parser.parse_args()
+
+    sys.path.insert(0, os.path.dirname(HERE))
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from cyclegan_tf import gans
+    from cyclegan_tf.config import Config
+
+    runners = {}
+    for name in args.models.split(","):
+        config = Config(model=name, image_size=args.size, mixed_precision=args.mixed_precision,
+                        **FACES_SETTINGS[name])
+        model = gans.build_model(config)
+        step = model.distributed_step_fn(tf.distribute.get_strategy())
+        real = tf.random.uniform([config.batch_size * model.batches_per_step, args.size,
+                                  args.size, 3], -1.0, 1.0, seed=1)
+        runners[name] = (config.batch_size, lambda step=step, real=real:
+                         step(real)["losses"]["G/loss"].numpy())
+        for _ in range(3):  # trace and warm up
+            runners[name][1]()
+
+    seconds = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, (_, run) in runners.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                run()
+            seconds[name].append((time.perf_counter() - start) / args.steps)
+
+    per_step = {}
+    for name, (batch, _) in runners.items():
+        per_step[name] = sum(seconds[name]) / len(seconds[name])
+        print(json.dumps({"model": name, "size": args.size, "batch": batch,
+                          "precision": args.mixed_precision,
+                          "steps_per_s": round(1 / per_step[name], 3),
+                          "images_per_s": round(batch / per_step[name], 1),
+                          "round_steps_per_s": [round(1 / s, 3) for s in seconds[name]]}))
+    first = next(iter(per_step))
+    print(json.dumps({f"{first}_steps_per_step": {name: round(s / per_step[first], 3)
+                                                   for name, s in per_step.items()}}))
+
+
+if __name__ == "__main__":
+    main()
