@@ -7,9 +7,9 @@ Each model is built as benchmarks/faces_generate.sh trains it (64 px; DCGAN and 
 ngf = ndf = 64, batch 64; StyleGAN at its CPU defaults, batch 32) and traced; then the models take
 turns, --steps steps each per round for --rounds rounds, so that a machine whose speed drifts
 (shared hosts do: a 38-minute run here went from 1.2 to 2.4 steps/s and back) slows them alike.
-Prints one JSON line per model (steps/s and images/s over all its rounds, the rounds' spread)
-and one with each model's seconds per step relative to the first model's: DCGAN steps that take
-the time of one step of each model.
+Prints one JSON line per model (steps/s and real images read per second over all its rounds,
+the rounds' spread) and one with each model's seconds per step relative to the first model's in
+--models: with dcgan first, the DCGAN steps that take the time of one step of each model.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ FACES_SETTINGS = {"dcgan": dict(ngf=64, ndf=64, batch_size=64),
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="dcgan,wgangp,stylegan")
+    parser.add_argument("--models", default="dcgan,wgangp,stylegan",
+                        help=f"comma-separated, of {', '.join(FACES_SETTINGS)}")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--mixed_precision", choices=("off", "bf16"), default="bf16")
     parser.add_argument("--rounds", type=int, default=5)
@@ -36,6 +37,9 @@ def main() -> None:
                         help="steps per model per round (16: one StyleGAN R1 step in each)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (inter-op is 1)")
     args = parser.parse_args()
+    unknown = set(args.models.split(",")) - set(FACES_SETTINGS)
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(sorted(unknown))}")
 
     sys.path.insert(0, os.path.dirname(HERE))
     import tensorflow as tf
@@ -53,7 +57,7 @@ def main() -> None:
         step = model.distributed_step_fn(tf.distribute.get_strategy())
         real = tf.random.uniform([config.batch_size * model.batches_per_step, args.size,
                                   args.size, 3], -1.0, 1.0, seed=1)
-        runners[name] = (config.batch_size, lambda step=step, real=real:
+        runners[name] = (int(real.shape[0]), lambda step=step, real=real:
                          step(real)["losses"]["G/loss"].numpy())
         for _ in range(3):  # trace and warm up
             runners[name][1]()
@@ -67,12 +71,13 @@ def main() -> None:
             seconds[name].append((time.perf_counter() - start) / args.steps)
 
     per_step = {}
-    for name, (batch, _) in runners.items():
+    for name, (images, _) in runners.items():  # a WGAN-GP step reads n_critic batches
         per_step[name] = sum(seconds[name]) / len(seconds[name])
-        print(json.dumps({"model": name, "size": args.size, "batch": batch,
+        print(json.dumps({"model": name, "size": args.size,
+                          "batch": FACES_SETTINGS[name]["batch_size"],
                           "precision": args.mixed_precision,
                           "steps_per_s": round(1 / per_step[name], 3),
-                          "images_per_s": round(batch / per_step[name], 1),
+                          "images_per_s": round(images / per_step[name], 1),
                           "round_steps_per_s": [round(1 / s, 3) for s in seconds[name]]}))
     first = next(iter(per_step))
     print(json.dumps({f"{first}_steps_per_step": {name: round(s / per_step[first], 3)

@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--mixed_precision", choices=("off", "bf16"), default="off",
                         help="TF only")
     args = parser.parse_args()
+    if args.framework == "torch" and (args.model != "cyclegan" or args.mixed_precision != "off"):
+        parser.error("--framework torch profiles the fp32 CycleGAN only")
     blocks = default_blocks(args.size)
     if args.framework == "tf":
         profile_tf(args.size, blocks, args.threads, args.model, args.mixed_precision)
