@@ -6,12 +6,15 @@ on the very same latents (two runs of the projector differ by up to 0.05 in a fl
   python benchmarks/edit_sweep.py --model DIR SETTING [SETTING ...] [--faces ../shared/data/faces]
       [--work /tmp/edit_sweep] [--judge ../shared/tools/gender_judge.sh]
 
-DIR: an exported StyleGAN with a direction `gender` learned by the classifier method (its
-classifier labels the samples of any new direction and decides each face's strength, as
-`inference.py --edit` does). SETTING: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES]
-  SPACE       z (the z projection moved in z, the default edit) or w (its w moved in w)
+DIR: an exported StyleGAN with a direction `gender` learned by the classifier method. Its
+classifier is what is used: each setting's direction is learned anew with it (seed 0, as
+`--learn_direction` does; the saved .npy files are not read), and it decides each face's
+strength, as `inference.py --edit` does. SETTING: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES]
+  SPACE       z (the z projection moved in z, the default edit) or w (the z projection's w moved
+              in w, as inference.py does with a direction that has no z form; not --space w)
   BRIGHTNESS  kept (the direction less its part along the samples' brightness, the default) or free
   STRENGTH    the cap (men move +STRENGTH at most, women -STRENGTH); CONFIDENCE as --confidence
+              (0: every face moves the full STRENGTH)
   SAMPLES     generated faces the direction is learned from (default 4000, as --learn_direction)
 Prints one JSON line per setting: the judge's flipped rate and face rate per half and overall,
 the mean |output - input| (0-255, against the input the projector saw), the mean change of the
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -34,9 +38,12 @@ from cyclegan_tf.sampling import ImageGenerator
 HALVES = {"testA": ("female", 1), "testB": ("male", -1)}  # judged gender, the edit's sign
 
 
-def projections(generator: ImageGenerator, faces: str, work: str, steps: int = 200
+def projections(generator: ImageGenerator, model: str, faces: str, work: str, steps: int = 200
                 ) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
-    """Per half: the names, the inputs at the model's size, and the z projections (cached)."""
+    """Per half: the names, the inputs at the model's size, and the z projections (cached in
+    work for this model, these faces and projector settings)."""
+    distance = latents.make_distance("auto")
+    key = [os.path.abspath(model), str(steps), distance.name]
     size = generator.synthesize(np.zeros([1, generator.num_ws, generator.z_dim],
                                          np.float32)).shape[1]
     out = {}
@@ -44,13 +51,14 @@ def projections(generator: ImageGenerator, faces: str, work: str, steps: int = 2
         inputs = latents._inputs(os.path.join(faces, half), size)
         names, images = [n for n, _ in inputs], np.stack([a for _, a in inputs])
         cache = os.path.join(work, f"projection_{half}.npz")
-        if os.path.exists(cache) and list(np.load(cache)["names"]) == names:
-            z = np.load(cache)["z"]
+        cached = np.load(cache) if os.path.exists(cache) else None
+        if cached is not None and list(cached["names"]) == names \
+                and list(cached["key"]) == key:
+            z = cached["z"]
         else:  # in the batches inference.py projects, so the latents are the ones it finds
-            z = np.concatenate([latents.project(generator, images[i:i + 32], steps,
-                                                latents.make_distance("auto"), "z").z
-                                for i in range(0, len(images), 32)])
-            np.savez(cache, names=np.array(names), z=z)
+            z = np.concatenate([latents.project(generator, images[i:i + 32], steps, distance,
+                                                "z").z for i in range(0, len(images), 32)])
+            np.savez(cache, names=np.array(names), key=np.array(key), z=z)
         out[half] = (names, images, z)
     return out
 
@@ -61,6 +69,24 @@ def centre_brightness(images: np.ndarray) -> float:
     return float(images[:, h:-h, w:-w].astype(float).mean())
 
 
+def parse(setting: str) -> tuple[str, str, float, float, int]:
+    """SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES], checked."""
+    fields = setting.split(":")
+    try:
+        if len(fields) not in (4, 5) or fields[0] not in ("z", "w") \
+                or fields[1] not in ("kept", "free"):
+            raise ValueError
+        samples = int(fields[4]) if len(fields) == 5 else latents.CLASSIFIED_SAMPLES
+        strength, confidence = float(fields[2]), float(fields[3])
+        if not 0 <= confidence < 1 or samples < 4:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"bad setting {setting!r}: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES]"
+                         ", e.g. z:kept:3:0.9 (space z|w, brightness kept|free, confidence in "
+                         "[0, 1))") from None
+    return fields[0], fields[1], strength, confidence, samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
@@ -69,26 +95,24 @@ def main() -> None:
     parser.add_argument("--judge", default="../shared/tools/gender_judge.sh")
     parser.add_argument("settings", nargs="+")
     args = parser.parse_args()
+    settings = [parse(setting) for setting in args.settings]  # before the slow part
     os.makedirs(args.work, exist_ok=True)
     generator = ImageGenerator.load(args.model)
     classifier = latents.load_classifier(args.model, "gender")
     if classifier is None:
         raise SystemExit(f"{args.model} has no classifier direction 'gender': learn one with "
                          "inference.py --learn_direction gender (the classifier method)")
-    data = projections(generator, args.faces, args.work)
+    data = projections(generator, args.model, args.faces, args.work)
     directions = {}
-    for setting in args.settings:
-        space, brightness, strength, confidence, *rest = setting.split(":")
-        samples = int(rest[0]) if rest else latents.CLASSIFIED_SAMPLES
-        if space not in ("z", "w") or brightness not in ("kept", "free"):
-            raise SystemExit(f"bad setting {setting!r}: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE")
+    for setting, (space, brightness, strength, confidence, samples) in zip(args.settings,
+                                                                           settings):
         key = (brightness, samples)
         if key not in directions:
             directions[key] = latents.classifier_direction(
                 generator, classifier, samples, keep_brightness=brightness == "kept")[:2]
         w_direction, z_direction = directions[key]
         result = {"setting": setting, "edit_space": space, "brightness": brightness,
-                  "max_strength": float(strength), "confidence": float(confidence),
+                  "max_strength": strength, "confidence": confidence,
                   "direction_samples": samples}
         flipped = faces = 0.0
         images = sum(len(names) for names, _, _ in data.values())
@@ -99,11 +123,13 @@ def main() -> None:
             if space == "w":  # the projection's styles, moved in w
                 latent = latents.edited_styles(generator, z, z_direction, np.zeros(len(z)))
                 along = w_direction
-            chosen = latents.edit_strengths(generator, latent, along, sign * float(strength),
-                                            classifier, float(confidence))
+            chosen = np.full(len(z), sign * strength, np.float32) if confidence <= 0 else \
+                latents.edit_strengths(generator, latent, along, sign * strength, classifier,
+                                       confidence)
             edited = generator.synthesize(latents.edited_styles(generator, latent, along, chosen))
             folder = os.path.join(args.work, setting.replace(":", "_"), half)
-            os.makedirs(folder, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)  # only this run's faces are judged
+            os.makedirs(folder)
             for name, image in zip(names, edited):
                 Image.fromarray(image).save(
                     os.path.join(folder, os.path.splitext(name)[0] + ".png"))
