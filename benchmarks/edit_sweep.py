@@ -64,9 +64,9 @@ def projections(generator: ImageGenerator, model: str, faces: str, work: str, st
 
 
 def centre_brightness(images: np.ndarray) -> float:
-    """The mean grey level (0-255) of the central half of aligned faces."""
-    h, w = images.shape[1] // 4, images.shape[2] // 4
-    return float(images[:, h:-h, w:-w].astype(float).mean())
+    """The mean grey level (0-255) of uint8 faces' central half (what keep_brightness keeps)."""
+    return float((latents.face_brightness(images.astype(np.float32) / 127.5 - 1.0).mean() + 1.0)
+                 * 127.5)
 
 
 def parse(setting: str) -> tuple[str, str, float, float, int]:
