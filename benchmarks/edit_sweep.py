@@ -103,6 +103,7 @@ def main() -> None:
         raise SystemExit(f"{args.model} has no classifier direction 'gender': learn one with "
                          "inference.py --learn_direction gender (the classifier method)")
     data = projections(generator, args.model, args.faces, args.work)
+    images = sum(len(names) for names, _, _ in data.values())
     directions = {}
     for setting, (space, brightness, strength, confidence, samples) in zip(args.settings,
                                                                            settings):
@@ -115,7 +116,6 @@ def main() -> None:
                   "max_strength": strength, "confidence": confidence,
                   "direction_samples": samples}
         flipped = faces = 0.0
-        images = sum(len(names) for names, _, _ in data.values())
         distances, strengths = [], []
         for half, (gender, sign) in HALVES.items():
             names, inputs, z = data[half]
