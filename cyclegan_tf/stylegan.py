@@ -377,8 +377,12 @@ def minibatch_stddev(x: tf.Tensor, group: int = 4) -> tf.Tensor:
     """x with one more channel: the standard deviation of each feature over a group of images,
     averaged over features and pixels (images i, i + N/G, ... form a group, as in the paper).
     The group shrinks to 2 or 1 where the batch is not a multiple of it."""
-    n = tf.shape(x)[0]
-    g = tf.where(n % group == 0, group, tf.where(n % 2 == 0, tf.minimum(2, n), 1))
+    n = x.shape[0]
+    if n is not None:  # a Python number: XLA needs the tile's multiples at compile time
+        g = group if n % group == 0 else min(2, n) if n % 2 == 0 else 1
+    else:
+        n = tf.shape(x)[0]
+        g = tf.where(n % group == 0, group, tf.where(n % 2 == 0, tf.minimum(2, n), 1))
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     y = tf.reshape(tf.cast(x, tf.float32), [g, -1, h, w, c])
     y = tf.sqrt(tf.reduce_mean(tf.square(y - tf.reduce_mean(y, axis=0)), axis=0) + 1e-8)

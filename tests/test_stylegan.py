@@ -183,6 +183,18 @@ def test_lazy_r1_runs_every_interval_folded_into_the_step():
     np.testing.assert_array_equal(model.G_ema.mapping.w_avg.numpy(), model.G.mapping.w_avg.numpy())
 
 
+def test_step_compiles_with_xla():
+    """--jit_compile: the minibatch standard deviation's group must be a compile-time constant
+    inside R1's cond (it was computed with tf.where and XLA refused the step)."""
+    from cyclegan_tf.stylegan import StyleGAN
+    model = StyleGAN(style_config(r1_interval=2, jit_compile=True))
+    step = model.distributed_step_fn(tf.distribute.get_strategy())
+    real = tf.random.uniform([4, 32, 32, 3], -1, 1)
+    losses = [step(real)["losses"] for _ in range(2)]
+    assert float(losses[0]["D/r1"]) > 0 and float(losses[1]["D/r1"]) == 0
+    assert all(np.isfinite(float(value)) for value in losses[1].values())
+
+
 # -- the workflow -----------------------------------------------------------------------------------
 
 def test_trained_run_resumes_and_exports_mapping_and_synthesis_that_compose(style_run, faces,
