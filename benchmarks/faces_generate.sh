@@ -5,7 +5,8 @@
 # Prints one JSON line: the face rate of the samples, FID/KID along the run, the times.
 #   bash benchmarks/faces_generate.sh            # FACES=../shared/data/faces WORK=/tmp/faces_generate
 # Knobs (environment): MODEL=dcgan (or wgangp) STEPS=4000 SIZE=64 NGF=64 NDF=64 BATCH=64
-# PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500 POINTS=5. The training set
+# PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500 POINTS=5, TRAIN_FLAGS (more
+# train.py flags, e.g. "--channel_base 1024"). The training set
 # is all of trainA + trainB (5000 crops), and FID/KID compare 500 samples with all of it.
 # FID_WEIGHTS=classify_image_graph_def.pb (or inception-2015-12-05.tgz) gives the standard FID;
 # without it, FID_NETWORK=inception uses Keras' InceptionV3 (downloaded), and the default, face,
@@ -44,7 +45,7 @@ train_start=$(date +%s)
 "$PY" train.py --model "$MODEL" --X "$WORK/faces_*.tfrecords" --checkpoint_dir "$WORK/run_$MODEL" \
   --image_size "$SIZE" --ngf "$NGF" --ndf "$NDF" --batch_size "$BATCH" --max_steps "$STEPS" \
   --mixed_precision "$PRECISION" --save_every $((STEPS / POINTS)) --keep_checkpoints $((POINTS + 1)) \
-  --summary_every 250 --log_every 50 >&2
+  --summary_every 250 --log_every 50 ${TRAIN_FLAGS:-} >&2
 # The training time of the run that trained it (a rerun only finds it finished).
 [ -f "$WORK/run_$MODEL/train_seconds" ] || echo $(($(date +%s) - train_start)) > "$WORK/run_$MODEL/train_seconds"
 mkdir -p "$WORK/evaluation_$MODEL"
