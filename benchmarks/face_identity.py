@@ -47,12 +47,13 @@ class Identity:
     def load(path: str) -> np.ndarray:
         return np.asarray(Image.open(path).convert("RGB").resize((SIZE, SIZE), Image.BICUBIC))
 
-    def box(self, image: np.ndarray) -> dlib.rectangle:
+    def box(self, image: np.ndarray) -> tuple[dlib.rectangle, bool]:
+        """The largest face HOG finds (and True), else the aligned crops' usual box (False)."""
         found = self.detect(image, 0)
         if found:
-            return max(found, key=lambda r: r.area())
+            return max(found, key=lambda r: r.area()), True
         left, top, right, bottom = (round(v * SIZE) for v in FALLBACK_BOX)
-        return dlib.rectangle(left, top, right, bottom)
+        return dlib.rectangle(left, top, right, bottom), False
 
     def descriptor(self, image: np.ndarray, box: dlib.rectangle) -> np.ndarray:
         return np.array(self.describe.compute_face_descriptor(image, self.landmarks(image, box)))
@@ -72,8 +73,8 @@ def main() -> int:
     distances, found, originals = [], 0, []
     for stem in stems:
         a, b = identity.load(inputs[stem]), identity.load(outputs[stem])
-        box = identity.box(a)
-        found += bool(identity.detect(a, 0))
+        box, detected = identity.box(a)
+        found += detected
         original = identity.descriptor(a, box)
         originals.append(original)
         distances.append(float(np.linalg.norm(original - identity.descriptor(b, box))))
