@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """How far each output face is from its input face as a person: dlib's face-recognition distance.
 
-  bash benchmarks/face_identity.sh INPUTS OUTPUTS      # folders; files paired by name (no extension)
+  bash benchmarks/face_identity.sh INPUTS OUTPUTS [--floor_size 64]   # files paired by name
 
-dlib's ResNet face descriptor (128-d; Davis King's models, released into the public domain, shipped
-by the PyPI package face_recognition_models, so it runs offline) maps photos of one person within
-Euclidean distance 0.6 of each other and different people beyond it (99.38 % on LFW). Each image is
-upscaled to 256 px, dlib's 5-point landmarks are found inside the input's face box (HOG detector;
-the aligned crops' usual box where it finds none, and the input's box for the output too: outputs
-of these benchmarks are pixel-aligned with their inputs), and the descriptor is read from the
-150 px chip dlib aligns with them. Prints one JSON line:
-  {"pairs": N, "identity_distance": mean, "median": m, "same_person_rate": share under 0.6,
-   "strangers": {"identity_distance": mean, "same_person_rate": share}}
-where "strangers" pairs each input with the next input (another person): the distance that means
-"someone else" on the same kind of image.
+dlib's ResNet face descriptor (128-d; Davis King's models, released into the public domain and
+shipped by the PyPI package face_recognition_models, so it runs offline) puts photos of one person
+within Euclidean distance 0.6 of each other and different people beyond it (99.38 % on LFW). Each
+image is upscaled to 256 px; dlib's 5 landmarks are found inside the face box (HOG's largest face;
+where it finds none, the input's box, or the aligned crops' usual box), and the descriptor is read
+from the 150 px chip dlib aligns with them. Prints one JSON line:
+  {"pairs": N, "inputs_with_a_face_found": n, "person_distance": mean, "median": m,
+   "same_person_rate": share under 0.6,
+   "floor": {"person_distance": ..., "same_person_rate": ...},
+   "strangers": {"person_distance": ..., "same_person_rate": ...}}
+floor: each input against itself shrunk to --floor_size px and back (what the outputs' resolution
+alone costs); strangers: each input against the next one in name order (another person; UTKFace
+names start with age_gender_race, so usually someone of the same age, gender and race).
 """
 import argparse
 import json
@@ -37,32 +39,46 @@ def images_by_stem(folder: str) -> dict[str, str]:
             for name in sorted(os.listdir(folder)) if name.lower().endswith(EXTS)}
 
 
+def summary(distances: list[float]) -> dict:
+    return {"person_distance": round(statistics.mean(distances), 4),
+            "same_person_rate": round(sum(d < THRESHOLD for d in distances) / len(distances), 4)}
+
+
 class Identity:
     def __init__(self):
-        self.detect = dlib.get_frontal_face_detector()
-        self.landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-        self.describe = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+        self.detector = dlib.get_frontal_face_detector()
+        self.landmarks = dlib.shape_predictor(
+            face_recognition_models.pose_predictor_five_point_model_location())
+        self.network = dlib.face_recognition_model_v1(
+            face_recognition_models.face_recognition_model_location())
 
     @staticmethod
-    def load(path: str) -> np.ndarray:
-        return np.asarray(Image.open(path).convert("RGB").resize((SIZE, SIZE), Image.BICUBIC))
+    def load(path: str, through: int = 0) -> np.ndarray:
+        image = Image.open(path).convert("RGB")
+        if through:  # the floor: shrunk to `through` px first
+            image = image.resize((through, through), Image.LANCZOS)
+        return np.asarray(image.resize((SIZE, SIZE), Image.BICUBIC))
 
-    def box(self, image: np.ndarray) -> tuple[dlib.rectangle, bool]:
-        """The largest face HOG finds (and True), else the aligned crops' usual box (False)."""
-        found = self.detect(image, 0)
+    def box(self, image: np.ndarray, otherwise: dlib.rectangle | None = None
+            ) -> tuple[dlib.rectangle, bool]:
+        """The largest face HOG finds (and True), else `otherwise` or the crops' box (False)."""
+        found = self.detector(image, 0)
         if found:
             return max(found, key=lambda r: r.area()), True
-        left, top, right, bottom = (round(v * SIZE) for v in FALLBACK_BOX)
-        return dlib.rectangle(left, top, right, bottom), False
+        if otherwise is None:
+            otherwise = dlib.rectangle(*(round(v * SIZE) for v in FALLBACK_BOX))
+        return otherwise, False
 
     def descriptor(self, image: np.ndarray, box: dlib.rectangle) -> np.ndarray:
-        return np.array(self.describe.compute_face_descriptor(image, self.landmarks(image, box)))
+        return np.array(self.network.compute_face_descriptor(image, self.landmarks(image, box)))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs")
     parser.add_argument("outputs")
+    parser.add_argument("--floor_size", type=int, default=64,
+                        help="the floor: inputs shrunk to this many px and back (0: none)")
     args = parser.parse_args()
     inputs, outputs = images_by_stem(args.inputs), images_by_stem(args.outputs)
     stems = [stem for stem in inputs if stem in outputs]
@@ -70,24 +86,27 @@ def main() -> int:
         print(f"no file of {args.outputs} has the name of one in {args.inputs}", file=sys.stderr)
         return 2
     identity = Identity()
-    distances, found, originals = [], 0, []
+    distances, floor, originals, found = [], [], [], 0
     for stem in stems:
-        a, b = identity.load(inputs[stem]), identity.load(outputs[stem])
-        box, detected = identity.box(a)
+        image = identity.load(inputs[stem])
+        box, detected = identity.box(image)
         found += detected
-        original = identity.descriptor(a, box)
+        original = identity.descriptor(image, box)
         originals.append(original)
-        distances.append(float(np.linalg.norm(original - identity.descriptor(b, box))))
-    strangers = [float(np.linalg.norm(originals[i] - originals[(i + 1) % len(originals)]))
-                 for i in range(len(originals))] if len(originals) > 1 else []
+        output = identity.load(outputs[stem])
+        distances.append(float(np.linalg.norm(
+            original - identity.descriptor(output, identity.box(output, box)[0]))))
+        if args.floor_size:
+            small = identity.load(inputs[stem], through=args.floor_size)
+            floor.append(float(np.linalg.norm(
+                original - identity.descriptor(small, identity.box(small, box)[0]))))
+    strangers = [float(np.linalg.norm(originals[i] - originals[i + 1]))
+                 for i in range(len(originals) - 1)]
     print(json.dumps({
-        "pairs": len(stems), "inputs_with_a_face_found": found,
-        "identity_distance": round(statistics.mean(distances), 4),
+        "pairs": len(stems), "inputs_with_a_face_found": found, **summary(distances),
         "median": round(statistics.median(distances), 4),
-        "same_person_rate": round(sum(d < THRESHOLD for d in distances) / len(distances), 4),
-        "strangers": {"identity_distance": round(statistics.mean(strangers), 4),
-                      "same_person_rate": round(sum(d < THRESHOLD for d in strangers)
-                                                / len(strangers), 4)} if strangers else None}))
+        "floor": summary(floor) if floor else None,
+        "strangers": summary(strangers) if strangers else None}))
     return 0
 
 
