@@ -5,9 +5,9 @@
 # Prints one JSON line: the face rate of the samples, FID/KID along the run, the times.
 #   bash benchmarks/faces_generate.sh            # FACES=../shared/data/faces WORK=/tmp/faces_generate
 # Knobs (environment): MODEL=dcgan (or wgangp) STEPS=4000 SIZE=64 NGF=64 NDF=64 BATCH=64
-# PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500 POINTS=5, TRAIN_FLAGS (more
-# train.py flags, e.g. "--channel_base 1024"). The training set
-# is all of trainA + trainB (5000 crops), and FID/KID compare 500 samples with all of it.
+# PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500 POINTS=5 TRAIN_FLAGS=
+# (more train.py flags, e.g. "--channel_base 1024"). The training set is all of trainA + trainB
+# (5000 crops), and FID/KID compare 500 samples with all of it.
 # FID_WEIGHTS=classify_image_graph_def.pb (or inception-2015-12-05.tgz) gives the standard FID;
 # without it, FID_NETWORK=inception uses Keras' InceptionV3 (downloaded), and the default, face,
 # MTCNN's face network, which needs no download but is not FID (see cyclegan_tf/features.py).
@@ -59,9 +59,9 @@ done
 "$PY" inference.py --model "$WORK/$MODEL" --num 64 --seed 1 --output "$WORK/grid_$MODEL.png" >&2
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
-"$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" <<'EOF'
+"$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" <<'EOF'
 import glob, json, os, sys
-judged, model, steps, precision, seconds, work = sys.argv[1:]
+judged, model, steps, precision, seconds, work, train_flags = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
 points = sorted((json.load(open(path)) | {"step": int(os.path.basename(path)[:-5])}
                  for path in glob.glob(f"{work}/evaluation_{model}/*.json")),
@@ -69,6 +69,7 @@ points = sorted((json.load(open(path)) | {"step": int(os.path.basename(path)[:-5
 with open(f"{work}/run_{model}/train_seconds") as f:
     train_seconds = int(f.read())
 print(json.dumps({"model": model, "steps": int(steps), "precision": precision,
+                  **({"train_flags": train_flags} if train_flags else {}),
                   "samples": judge["images"], "face_rate": judge["face_rate"],
                   "feature_network": points[-1]["feature_network"],
                   "fid_kid_along_run": [[p["step"], round(p["fid"], 4), round(p["kid"], 5)]
