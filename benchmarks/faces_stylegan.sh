@@ -17,7 +17,8 @@
 #  (c) the same edits on the first WILD test faces of each half placed into ordinary photos
 #      (benchmarks/wild_photos.py), with --align_faces, judged on the whole photo.
 #   bash benchmarks/faces_stylegan.sh        # FACES=../shared/data/faces WORK=/tmp/faces_stylegan
-# Knobs (environment): STEPS=4000 NGF=256 NDF=256 BATCH=32 POINTS=4 (passed to faces_generate.sh)
+# Knobs (environment): STEPS=4000 NGF=256 NDF=256 BATCH=32 POINTS=4 TRAIN_FLAGS= (passed to
+# faces_generate.sh)
 # METHOD=classifier LIMIT=0 (images per folder; 0: the method's default) PROJECT_STEPS=200
 # SPACE=z STRENGTH=3 CONFIDENCE=0.9 DISTANCE=auto (vgg16 when its weights are here).
 # WILD=250 (0: skip (c)). MODEL_DIR=an exported StyleGAN: skip (a) and edit with it.
