@@ -59,16 +59,17 @@ done
 "$PY" inference.py --model "$WORK/$MODEL" --num 64 --seed 1 --output "$WORK/grid_$MODEL.png" >&2
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
-"$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" <<'EOF'
+"$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" \
+  "$BATCH" <<'EOF'
 import glob, json, os, sys
-judged, model, steps, precision, seconds, work, train_flags = sys.argv[1:]
+judged, model, steps, precision, seconds, work, train_flags, batch = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
 points = sorted((json.load(open(path)) | {"step": int(os.path.basename(path)[:-5])}
                  for path in glob.glob(f"{work}/evaluation_{model}/*.json")),
                 key=lambda point: point["step"])
 with open(f"{work}/run_{model}/train_seconds") as f:
     train_seconds = int(f.read())
-print(json.dumps({"model": model, "steps": int(steps), "precision": precision,
+print(json.dumps({"model": model, "steps": int(steps), "batch": int(batch), "precision": precision,
                   **({"train_flags": train_flags} if train_flags else {}),
                   "samples": judge["images"], "face_rate": judge["face_rate"],
                   "feature_network": points[-1]["feature_network"],
