@@ -66,12 +66,19 @@ flags.DEFINE_boolean("keep_brightness", True, "--learn_direction (classifier): t
                      "keeps skin tone and light (--nokeep_brightness for attributes of light)")
 flags.DEFINE_integer("limit", 0, "--learn_direction: images read from each folder (0: all for "
                      "the classifier, 100 for projections)")
-flags.DEFINE_string("edit", "", "stylegan: move each --input face along the learned direction "
-                    "NAME (a z projection moves in z, where the direction has its z form)")
-flags.DEFINE_float("strength", 3.0, "--edit: how far at most (1: the difference the direction "
-                   "was learned as; negative: the other way)")
-flags.DEFINE_float("confidence", 0.9, "--edit: move each face only until the direction's "
-                   "classifier is this sure of the edit (0: always the full --strength)")
+flags.DEFINE_string("edit", "", "stylegan: change each --input face along the learned "
+                    "direction NAME")
+flags.DEFINE_enum("edit_method", "optimize", ["optimize", "direction"], "--edit: each face's "
+                  "own move in w, optimised until the direction's classifier is --confidence "
+                  "sure while the face stays near itself; or a move along the direction (in "
+                  "z for a z projection, where the direction has its z form), only as far as "
+                  "the classifier needs. Both need the classifier (--direction_method "
+                  "classifier); without it every face moves --strength along the direction")
+flags.DEFINE_float("strength", 3.0, "--edit: how far at most, in lengths of the direction (1: "
+                   "the difference it was learned as); negative: the other way")
+flags.DEFINE_float("confidence", None, "--edit: how sure the direction's classifier must be of "
+                   "the edit (default: 0.99 for --edit_method optimize, 0.9 for direction; 0: "
+                   "always the full --strength along the direction)")
 flags.DEFINE_boolean("animate", False, "--edit: an animated GIF from the face to the edited face "
                      "and back (--output x.gif, --frames per way)")
 flags.DEFINE_boolean("mix", False, "stylegan: a style-mixing grid (--output grid.png)")
@@ -152,7 +159,7 @@ def _latent_command() -> int:
             input_path=FLAGS.input if FLAGS["input"].present else "",
             output=output or ("edit.gif" if FLAGS.animate else "projected.png"),
             steps=FLAGS.steps, distance=FLAGS.distance, space=FLAGS.space,
-            confidence=FLAGS.confidence,
+            confidence=FLAGS.confidence, method=FLAGS.edit_method,
             align_faces=FLAGS.align_faces))
     return 0
 

@@ -10,8 +10,10 @@ DIR: an exported StyleGAN with a direction `gender` learned by the classifier me
 classifier is what is used: each setting's direction is learned anew with it (seed 0, as
 `--learn_direction` does; the saved .npy files are not read), and it decides each face's
 strength, as `inference.py --edit` does. SETTING: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES]
-  SPACE       z (the z projection moved in z, the default edit) or w (the z projection's w moved
-              in w, as inference.py does with a direction that has no z form; not --space w)
+  SPACE       opt (the z projection's styles, each face's own move optimised in w: the default
+              edit, --edit_method optimize), z (the z projection moved in z along the direction,
+              --edit_method direction) or w (the z projection's w moved in w along it, as
+              inference.py does with a direction that has no z form; not --space w)
   BRIGHTNESS  kept (the direction less its part along the samples' brightness, the default) or free
   STRENGTH    the cap (men move +STRENGTH at most, women -STRENGTH); CONFIDENCE as --confidence
               (0: every face moves the full STRENGTH)
@@ -73,7 +75,7 @@ def parse(setting: str) -> tuple[str, str, float, float, int]:
     """SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES], checked."""
     fields = setting.split(":")
     try:
-        if len(fields) not in (4, 5) or fields[0] not in ("z", "w") \
+        if len(fields) not in (4, 5) or fields[0] not in ("opt", "z", "w") \
                 or fields[1] not in ("kept", "free"):
             raise ValueError
         samples = int(fields[4]) if len(fields) == 5 else latents.CLASSIFIED_SAMPLES
@@ -82,7 +84,7 @@ def parse(setting: str) -> tuple[str, str, float, float, int]:
             raise ValueError
     except ValueError:
         raise SystemExit(f"bad setting {setting!r}: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES]"
-                         ", e.g. z:kept:3:0.9 (space z|w, brightness kept|free, confidence in "
+                         ", e.g. opt:kept:3:0.99 (space opt|z|w, brightness kept|free, confidence in "
                          "[0, 1))") from None
     return fields[0], fields[1], strength, confidence, samples
 
@@ -120,13 +122,19 @@ def main() -> None:
         for half, (gender, sign) in HALVES.items():
             names, inputs, z = data[half]
             latent, along = z, z_direction
-            if space == "w":  # the projection's styles, moved in w
+            if space != "z":  # the projection's styles, moved in w
                 latent = latents.edited_styles(generator, z, z_direction, np.zeros(len(z)))
                 along = w_direction
-            chosen = np.full(len(z), sign * strength, np.float32) if confidence <= 0 else \
-                latents.edit_strengths(generator, latent, along, sign * strength, classifier,
-                                       confidence)
-            edited = generator.synthesize(latents.edited_styles(generator, latent, along, chosen))
+            if space == "opt" and confidence > 0:
+                styles, chosen = latents.optimized_edit(
+                    generator, latent, classifier, sign * strength,
+                    float(np.linalg.norm(w_direction[0])), confidence)
+            else:
+                chosen = np.full(len(z), sign * strength, np.float32) if confidence <= 0 else \
+                    latents.edit_strengths(generator, latent, along, sign * strength,
+                                           classifier, confidence)
+                styles = latents.edited_styles(generator, latent, along, chosen)
+            edited = generator.synthesize(styles)
             folder = os.path.join(args.work, setting.replace(":", "_"), half)
             shutil.rmtree(folder, ignore_errors=True)  # only this run's faces are judged
             os.makedirs(folder)

@@ -6,8 +6,9 @@
 #  (b) gender swap by latent editing: a direction learned from the men and women of
 #      trainA/trainB (inference.py --learn_direction, METHOD: a classifier of the two folders
 #      labelling generated faces, or the folders' projections), then the 250 + 250 test faces
-#      projected and edited (--edit gender, at most +STRENGTH for men, -STRENGTH for women, each
-#      face until the direction's classifier is CONFIDENCE sure) and judged: flipped rate, face
+#      projected and edited (--edit gender --edit_method EDIT_METHOD, at most +STRENGTH for men,
+#      -STRENGTH for women, each face until the direction's classifier is CONFIDENCE sure) and
+#      judged: flipped rate, face
 #      rate, how close each projection came to its face (the projector's distance), how far
 #      each output is from its input (mean absolute difference at 64 px, 0-255), the mean
 #      strength used, and how far each output is from its input as a person (person_*:
@@ -20,7 +21,8 @@
 # Knobs (environment): STEPS=4000 NGF=256 NDF=256 BATCH=32 POINTS=4 TRAIN_FLAGS= (passed to
 # faces_generate.sh)
 # METHOD=classifier LIMIT=0 (images per folder; 0: the method's default) PROJECT_STEPS=200
-# SPACE=z STRENGTH=3 CONFIDENCE=0.9 DISTANCE=auto (vgg16 when its weights are here).
+# SPACE=z EDIT_METHOD=optimize STRENGTH=3 CONFIDENCE=(0.99 for optimize, 0.9 for direction: as
+# inference.py) DISTANCE=auto (vgg16 when its weights are here).
 # WILD=250 (0: skip (c)). MODEL_DIR=an exported StyleGAN: skip (a) and edit with it.
 # Rerunning with the same WORK resumes the training (and re-exports it: a new direction); with
 # MODEL_DIR it reuses that model's direction when it was learned by the same METHOD (and, for
@@ -34,7 +36,8 @@ LIMIT=${LIMIT:-0}
 PROJECT_STEPS=${PROJECT_STEPS:-200}
 SPACE=${SPACE:-z}
 STRENGTH=${STRENGTH:-3}
-CONFIDENCE=${CONFIDENCE:-0.9}
+EDIT_METHOD=${EDIT_METHOD:-optimize}
+CONFIDENCE=${CONFIDENCE:-$([ "$EDIT_METHOD" = optimize ] && echo 0.99 || echo 0.9)}
 WILD=${WILD:-250}
 DISTANCE=${DISTANCE:-auto}
 PY=${PYTHON:-.venv/bin/python}
@@ -62,8 +65,8 @@ for half in testA testB; do
   rm -rf "$WORK/edited_$half"
   "$PY" inference.py --model "$model" --input "$FACES/$half" --edit gender \
     --strength "$(awk "BEGIN{print ${sign[$half]} * $STRENGTH}")" --steps "$PROJECT_STEPS" \
-    --space "$SPACE" --confidence "$CONFIDENCE" --distance "$DISTANCE" \
-    --output "$WORK/edited_$half/" > "$WORK/edit_$half.log"
+    --space "$SPACE" --edit_method "$EDIT_METHOD" --confidence "$CONFIDENCE" \
+    --distance "$DISTANCE" --output "$WORK/edited_$half/" > "$WORK/edit_$half.log"
   bash "$JUDGE" "$WORK/edited_$half" --expect "${expect[$half]}" --detect | tail -1 \
     > "$WORK/judge_edit_$half.json"
 done
@@ -73,11 +76,11 @@ for half in testA testB; do  # as a person (not in wall_seconds; a failure leave
     || : > "$WORK/person_$half.json"
 done
 "$PY" - "$WORK" "$((end - start))" "$model" "$STRENGTH" "$CONFIDENCE" "$SPACE" "$PROJECT_STEPS" \
-  "$FACES" <<'EOF'
+  "$FACES" "$EDIT_METHOD" <<'EOF'
 import json, os, re, statistics, sys
 import numpy as np
 from PIL import Image
-work, seconds, model, strength, confidence, space, steps, faces = \
+work, seconds, model, strength, confidence, space, steps, faces, method = \
     sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
 judged = {h: json.loads(open(f"{work}/judge_edit_{h}.json").read()) for h in ("testA", "testB")}
 person = {h: (open(f"{work}/person_{h}.json").read().strip().splitlines() or ["null"])[-1]
@@ -107,8 +110,9 @@ print(json.dumps({
     "case": "stylegan_gender_edit", "direction": {k: direction.get(k) for k in (
         "method", "from_images", "to_images", "classifier_held_out_accuracy", "samples")},
     "space": space, "projection_steps": int(steps), "distance": name,
-    "edit_space": "z" if space == "z" and os.path.exists(f"{model}/directions/gender.z.npy")
-    else "w",
+    "edit_method": method,
+    "edit_space": "z" if method == "direction" and space == "z"
+    and os.path.exists(f"{model}/directions/gender.z.npy") else "w",
     "max_strength": float(strength), "confidence": float(confidence),
     "mean_strength": round(statistics.mean(strengths), 3) if strengths else None,
     "flipped": round(sum(j["expected_rate"] * j["images"] for j in judged.values()) / images, 4),
@@ -137,7 +141,8 @@ if [ "$WILD" -gt 0 ]; then
       --photos "$WORK/wild_photos_$half"
     "$PY" inference.py --model "$model" --input "$WORK/wild_photos_$half" --edit gender \
       --align_faces --strength "$(awk "BEGIN{print ${sign[$half]} * $STRENGTH}")" \
-      --steps "$PROJECT_STEPS" --space "$SPACE" --confidence "$CONFIDENCE" \
+      --steps "$PROJECT_STEPS" --space "$SPACE" --edit_method "$EDIT_METHOD" \
+      --confidence "$CONFIDENCE" \
       --distance "$DISTANCE" --output "$WORK/wild_edited_$half/" > "$WORK/wild_edit_$half.log"
     bash "$JUDGE" "$WORK/wild_edited_$half" --expect "${expect[$half]}" --detect | tail -1 \
       > "$WORK/judge_wild_$half.json"

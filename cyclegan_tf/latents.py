@@ -47,6 +47,11 @@ CLASSIFIER_SIZE = 64  # the attribute classifier sees faces this size, whatever 
 CLASSIFIED_SAMPLES = 4000  # generated faces the classifier labels for a direction
 SPACES = ("z", "w", "w+")  # where the projector searches
 PROJECTION_CANDIDATES = 256  # samples a z projection picks its start from
+EDIT_METHODS = ("optimize", "direction")
+EDIT_CONFIDENCE = {"optimize": 0.99, "direction": 0.9}  # --confidence's default, by method
+EDIT_STEPS = 60  # Adam steps of an optimised edit
+EDIT_LEARNING_RATE = 0.05
+EDIT_CLOSENESS = 30.0  # the pixel distance's weight against the hinge (chosen on training faces)
 
 
 def vgg16_available() -> bool:
@@ -359,10 +364,21 @@ def train_classifier(without: np.ndarray, with_: np.ndarray, epochs: int = 8, se
     return classifier, accuracy
 
 
+def classifier_input(images: tf.Tensor) -> tf.Tensor:
+    """A model's images [N, S, S, 3] (S a power of two) at CLASSIFIER_SIZE, differentiably: the
+    mean of each block (what area resizing computes, which has no gradient), or each pixel
+    repeated."""
+    size = images.shape[1]
+    if size > CLASSIFIER_SIZE:
+        return tf.nn.avg_pool2d(images, size // CLASSIFIER_SIZE, size // CLASSIFIER_SIZE, "VALID")
+    if size < CLASSIFIER_SIZE:
+        return tf.image.resize(images, [CLASSIFIER_SIZE] * 2, "nearest")
+    return images
+
+
 def attribute_logits(classifier: keras.Model, images: tf.Tensor) -> np.ndarray:
-    """The classifier's logits [N] for images [N, H, W, 3] in [-1, 1] of any size."""
-    small = tf.image.resize(images, [CLASSIFIER_SIZE] * 2, "area")
-    return np.asarray(classifier(small, training=False))[:, 0]
+    """The classifier's logits [N] for a model's images [N, S, S, 3] in [-1, 1]."""
+    return np.asarray(classifier(classifier_input(images), training=False))[:, 0]
 
 
 def classifier_direction(generator: ImageGenerator, classifier: keras.Model,
@@ -497,15 +513,77 @@ def edit_strengths(generator: ImageGenerator, latents: np.ndarray, direction: np
     return chosen
 
 
+def optimized_edit(generator: ImageGenerator, ws: np.ndarray, classifier: keras.Model,
+                   strength: float, direction_length: float, confidence: float = 0.99,
+                   steps: int = EDIT_STEPS, closeness: float = EDIT_CLOSENESS,
+                   learning_rate: float = EDIT_LEARNING_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Styles [N, num_ws, w_dim]: each face of ws moved by its own w offset (one for every
+    layer) that Adam chooses to make the classifier `confidence` sure the face has the
+    attribute (strength > 0) or lacks it (< 0), against closeness times the pixel distance to
+    the unedited image; the offset at most |strength| direction_lengths long. Also each face's
+    move in direction lengths, signed as strength.
+
+    Where edit_strengths tries points on one line, this finds each face its own path: the
+    classifier's gradient points at what that face lacks, and the distance keeps the rest. Its
+    loss is a hinge: a face the classifier is already sure of is only held near itself."""
+    ws = tf.convert_to_tensor(ws, tf.float32)
+    limit = abs(strength) * direction_length
+    if limit == 0:
+        return ws.numpy(), np.zeros(len(ws), np.float32)
+    sign = 1.0 if strength > 0 else -1.0
+    margin = math.log(confidence / (1.0 - confidence))
+    distance = PixelDistance()
+    offset = tf.Variable(tf.zeros([ws.shape[0], 1, ws.shape[2]]))
+    # The first step's images: the very pixels that later steps compute at offset 0.
+    image_shape = generator.synthesis(ws=ws[:1])["images"].shape[1:]
+    unedited = tf.Variable(tf.zeros([ws.shape[0], *image_shape]))
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build([offset])
+
+    @tf.function
+    def step(first):
+        with tf.GradientTape() as tape:
+            images = generator.synthesis(ws=ws + offset)["images"]
+            reference = unedited + first * (tf.stop_gradient(images) - unedited)
+            logits = sign * tf.convert_to_tensor(
+                classifier(classifier_input(images), training=False))[:, 0]
+            loss = tf.reduce_sum(tf.nn.relu(margin - logits)
+                                 + closeness * distance(images, reference))
+        # Adam would blow a rounding difference up into a full step: the exact reference
+        # leaves a face the classifier is already sure of exactly where it is.
+        optimizer.apply_gradients([(tape.gradient(loss, offset), offset)])
+        offset.assign(tf.clip_by_norm(offset, limit, axes=[1, 2]))
+        unedited.assign(reference)
+
+    for i in range(steps):
+        step(tf.constant(float(i == 0)))
+    moved = offset.numpy()
+    return (ws + moved).numpy(), sign * np.linalg.norm(moved[:, 0], axis=-1) / direction_length
+
+
+def _eased(frames: int) -> np.ndarray:
+    """frames points from 0 to 1 with a smooth start and stop."""
+    return (0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, frames))).astype(np.float32)
+
+
+def _there_and_back(forward: np.ndarray) -> np.ndarray:
+    return np.concatenate([forward, forward[-2:0:-1]])
+
+
 def edit_frames(generator: ImageGenerator, latent: np.ndarray, direction: np.ndarray,
                 strength: float, frames: int) -> np.ndarray:
     """Styles of one face's latent (a w [num_ws, w_dim] or a z [z_dim]) moved along direction,
-    from strength 0 to strength in frames steps, eased in and out (a smooth start and stop),
-    then back: a looping animation."""
-    t = 0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, frames))
-    forward = edited_styles(generator, np.repeat(latent[None], frames, axis=0), direction,
-                            strength * t)
-    return np.concatenate([forward, forward[-2:0:-1]])
+    from strength 0 to strength in frames steps, eased in and out, then back: a looping
+    animation."""
+    return _there_and_back(edited_styles(generator, np.repeat(latent[None], frames, axis=0),
+                                         direction, strength * _eased(frames)))
+
+
+def blend_frames(start: np.ndarray, end: np.ndarray, frames: int) -> np.ndarray:
+    """Styles from start to end ([num_ws, w_dim] each; an optimised edit) in frames steps,
+    eased, then back: the same animation for an edit that is no line through the direction."""
+    t = _eased(frames)[:, None, None]
+    return _there_and_back(start[None] + t * (end - start)[None])
 
 
 def mixing_grid(generator: ImageGenerator, rows: int = 4, columns: int = 4, seed: int = 0,
@@ -570,18 +648,23 @@ def _outputs(source: str, output: str, names: Sequence[str], ext: str) -> list[s
 def run_latent_command(model: str, *, project_only: bool = False, edit: str = "",
                        strength: float = 3.0, animate: bool = False, frames: int = 24,
                        input_path: str = "", output: str = "", steps: int = 300,
-                       distance: str = "auto", space: str = "z", confidence: float = 0.9,
+                       distance: str = "auto", space: str = "z",
+                       confidence: float | None = None, method: str = "optimize",
                        align_faces: bool = False, batch: int = 32,
                        log: Callable[[str], None] = print) -> str:
     """inference.py --project / --edit: each input face (a file or a folder; with align_faces,
-    the largest face of each ordinary photo, pasted back) projected, then moved along a
-    direction: by `strength`, or, when the direction has its classifier and confidence > 0,
-    only as far as that classifier needs to be `confidence` sure of the edit (at most
-    `strength`).
+    the largest face of each ordinary photo, pasted back) projected, then edited (the module's
+    doc): where the direction has its classifier and confidence > 0, only as far as that
+    classifier needs to be `confidence` sure of the edit (EDIT_CONFIDENCE by method, when None),
+    at most `strength` direction lengths; otherwise moved along the direction by `strength`.
     Writes the image (or, with animate, a GIF) and, for --project, the latent as .npy beside
     it. Returns what was written, in words."""
     if not input_path:
         raise ConfigError("--project and --edit need --input: a face image or a folder of them")
+    if method not in EDIT_METHODS:
+        raise ConfigError(f"--edit_method must be one of {EDIT_METHODS}, got {method!r}")
+    if confidence is None:
+        confidence = EDIT_CONFIDENCE[method]
     if not 0 <= confidence < 1:
         raise ConfigError(f"--confidence is a probability the edit must reach, in [0, 1) (0: "
                           f"always the full --strength), got {confidence}")
@@ -592,17 +675,21 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     generator = ImageGenerator.load(model)
     _need_styles(generator, "--project" if project_only else "--edit")
     direction = None if project_only else load_direction(model, edit, generator.num_ws)
-    z_direction = None if project_only or space != "z" else \
-        load_z_direction(model, edit, generator.z_dim)
-    if direction is not None and space == "z" and z_direction is None:
-        log(f"direction {edit!r} has no z form (learned from w projections, or before z "
-            "edits): these z projections are edited in w; relearn it to edit them in z")
-    elif direction is not None:
-        log(f"editing in {'z' if z_direction is not None else 'w'} along {edit!r}")
     classifier = None if project_only or confidence <= 0 else load_classifier(model, edit)
     if direction is not None and confidence > 0 and classifier is None:
         log(f"direction {edit!r} has no classifier (learned from projections): every face moves "
             f"by the strength {strength}")
+    optimize = method == "optimize" and classifier is not None
+    z_direction = None if project_only or optimize or space != "z" else \
+        load_z_direction(model, edit, generator.z_dim)
+    if optimize:
+        log(f"editing along {edit!r}: each face's move in w optimised until the classifier is "
+            f"{confidence} sure")
+    elif direction is not None and space == "z" and z_direction is None:
+        log(f"direction {edit!r} has no z form (learned from w projections, or before z "
+            "edits): these z projections are edited in w; relearn it to edit them in z")
+    elif direction is not None:
+        log(f"editing in {'z' if z_direction is not None else 'w'} along {edit!r}")
     if animate and os.path.isfile(input_path) and not output.lower().endswith(".gif"):
         raise ConfigError(f"--animate writes an animated GIF: end --output with .gif, not {output}")
     size = int(generator.synthesize(np.zeros([1, generator.num_ws, generator.z_dim],
@@ -616,6 +703,15 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
         count = len(result.ws)
         if direction is None:
             return [(result.images[i:i + 1], "") for i in range(count)]
+        if optimize:
+            ends, moved = optimized_edit(generator, result.ws, classifier, strength,
+                                         float(np.linalg.norm(direction[0])), confidence)
+            notes = [f", strength {s:.2f}" for s in moved]
+            if animate:
+                return [(generator.synthesize(blend_frames(start, end, frames)), note)
+                        for start, end, note in zip(result.ws, ends, notes)]
+            edited = generator.synthesize(ends)
+            return [(edited[i:i + 1], notes[i]) for i in range(count)]
         # A z projection moves in z where the direction is known there (see the module's doc).
         latents, along = (result.z, z_direction) if z_direction is not None else \
             (result.ws, direction)

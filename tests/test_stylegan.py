@@ -268,6 +268,49 @@ def test_each_face_moves_until_the_classifier_is_sure(style_run):
     np.testing.assert_allclose(strengths, [-3.0, -0.25, -0.25])  # lacking it is the goal now
 
 
+def test_optimized_edit_moves_each_face_until_the_classifier_is_sure_within_the_cap(style_run):
+    """One w offset per face, the same for every layer, raising the classifier's score (lowering
+    it for a negative strength), never longer than |strength| direction lengths; a face the
+    classifier is already sure of, and strength 0, stay as they are."""
+    from cyclegan_tf import latents
+    from cyclegan_tf.sampling import ImageGenerator, noise
+    generator = ImageGenerator.load(style_run["export"])
+    w = generator.mapping(z=noise(3, 3, 16), truncation=tf.constant(1.0))["w"]
+    ws = np.repeat(w.numpy()[:, None], generator.num_ws, axis=1)
+
+    def redness(images, training):  # differentiable: the red channel's mean, scaled
+        assert images.shape[1:] == (latents.CLASSIFIER_SIZE, latents.CLASSIFIER_SIZE, 3)
+        return 40.0 * tf.reduce_mean(images[..., :1], axis=[1, 2])
+
+    def score(styles):
+        images = generator.synthesis(ws=tf.constant(styles))["images"]
+        return latents.attribute_logits(redness, images)
+
+    for strength in (3.0, -3.0):
+        ends, moved = latents.optimized_edit(generator, ws, redness, strength, 2.0,
+                                             confidence=0.99, steps=20)
+        offsets = ends - ws
+        np.testing.assert_allclose(offsets, np.repeat(offsets[:, :1], generator.num_ws, 1),
+                                   atol=1e-6)
+        lengths = np.linalg.norm(offsets[:, 0], axis=-1)
+        assert np.all(lengths <= 6.0 + 1e-4)
+        np.testing.assert_allclose(moved, np.sign(strength) * lengths / 2.0, rtol=1e-5)
+        before, after = np.sign(strength) * score(ws), np.sign(strength) * score(ends)
+        unsure = before < math.log(0.99 / 0.01)
+        assert 0 < unsure.sum() < 3  # these seeds: some of each, either way
+        assert np.all(after[unsure] > before[unsure]) and np.all(lengths[unsure] > 0)
+        np.testing.assert_array_equal(ends[~unsure], ws[~unsure])  # sure already: left alone
+
+    unsure = score(ws) < math.log(0.99 / 0.01)
+    capped, moved = latents.optimized_edit(generator, ws, redness, 0.01, 2.0, steps=5)
+    np.testing.assert_allclose(moved[unsure], 0.01, rtol=1e-4)  # pushed to the cap, held there
+    sure = lambda images, training: tf.fill([len(images), 1], 10.0)  # noqa: E731
+    for classifier, strength in ((sure, 3.0), (redness, 0.0)):
+        ends, moved = latents.optimized_edit(generator, ws, classifier, strength, 2.0, steps=5)
+        np.testing.assert_array_equal(ends, ws)
+        np.testing.assert_array_equal(moved, 0.0)
+
+
 def test_classifier_direction_pairs_each_latent_with_its_label_and_edits_in_z(style_run):
     """The direction is the top quarter's mean latent minus the bottom quarter's, in w and in
     z, with each sample's label from its own image (chunks of 4 here); keeping brightness
@@ -348,7 +391,7 @@ def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, fa
     drawn = ImageGenerator.load(export).generate(z[None])
     assert np.abs(drawn.astype(float) - np.asarray(Image.open(projected), float)).max() <= 2
     result = run_script("inference.py", *common, f"--input={face}", "--edit=day",
-                        "--strength=0", f"--output={edited}")
+                        "--edit_method=direction", "--strength=0", f"--output={edited}")
     assert result.returncode == 0, result.stderr
     assert "editing in z along 'day'" in result.stdout
     # Strength 0 is the reconstruction (the same projection: same seed, same steps).
@@ -358,6 +401,7 @@ def test_direction_edit_animation_and_mixing_from_the_command_line(style_run, fa
     result = run_script("inference.py", *common, f"--input={face}", "--edit=day", "--animate",
                         "--frames=4", f"--output={gif}")
     assert result.returncode == 0, result.stderr
+    assert "each face's move in w optimised until the classifier is 0.99 sure" in result.stdout
     assert Image.open(gif).n_frames == 4 + 2  # there and back
 
     grid = str(tmp_path / "mix.png")
