@@ -66,8 +66,8 @@ flags.DEFINE_boolean("keep_brightness", True, "--learn_direction (classifier): t
                      "keeps skin tone and light (--nokeep_brightness for attributes of light)")
 flags.DEFINE_integer("limit", 0, "--learn_direction: images read from each folder (0: all for "
                      "the classifier, 100 for projections)")
-flags.DEFINE_string("edit", "", "stylegan: change each --input face along the learned "
-                    "direction NAME")
+flags.DEFINE_string("edit", "", "stylegan: change each --input face by the attribute of the "
+                    "learned direction NAME")
 flags.DEFINE_enum("edit_method", "optimize", ["optimize", "direction"], "--edit: each face's "
                   "own move in w, optimised until the direction's classifier is --confidence "
                   "sure while the face stays near itself; or a move along the direction (in "

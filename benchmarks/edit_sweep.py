@@ -16,7 +16,7 @@ strength, as `inference.py --edit` does. SETTING: SPACE:BRIGHTNESS:STRENGTH:CONF
               inference.py does with a direction that has no z form; not --space w)
   BRIGHTNESS  kept (the direction less its part along the samples' brightness, the default) or free
   STRENGTH    the cap (men move +STRENGTH at most, women -STRENGTH); CONFIDENCE as --confidence
-              (0: every face moves the full STRENGTH)
+              (0: every face moves the full STRENGTH; not for opt, whose closeness --closeness sets)
   SAMPLES     generated faces the direction is learned from (default 4000, as --learn_direction)
 Prints one JSON line per setting: the judge's flipped rate and face rate per half and overall,
 the mean |output - input| (0-255, against the input the projector saw), the mean change of the
@@ -80,11 +80,11 @@ def parse(setting: str) -> tuple[str, str, float, float, int]:
             raise ValueError
         samples = int(fields[4]) if len(fields) == 5 else latents.CLASSIFIED_SAMPLES
         strength, confidence = float(fields[2]), float(fields[3])
-        if not 0 <= confidence < 1 or samples < 4:
+        if not 0 <= confidence < 1 or samples < 4 or (fields[0] == "opt" and confidence == 0):
             raise ValueError
     except ValueError:
         raise SystemExit(f"bad setting {setting!r}: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES]"
-                         ", e.g. opt:kept:3:0.99 (space opt|z|w, brightness kept|free, confidence in "
+                         ", e.g. opt:kept:3:0.99 (space opt|z|w, opt with a confidence above 0, brightness kept|free, confidence in "
                          "[0, 1))") from None
     return fields[0], fields[1], strength, confidence, samples
 
@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--faces", default="../shared/data/faces")
     parser.add_argument("--work", default="/tmp/edit_sweep")
     parser.add_argument("--judge", default="../shared/tools/gender_judge.sh")
+    parser.add_argument("--closeness", type=float, default=latents.EDIT_CLOSENESS,
+                        help="opt settings: the pixel distance's weight (optimized_edit's)")
     parser.add_argument("settings", nargs="+")
     args = parser.parse_args()
     settings = [parse(setting) for setting in args.settings]  # before the slow part
@@ -115,6 +117,7 @@ def main() -> None:
                 generator, classifier, samples, keep_brightness=brightness == "kept")[:2]
         w_direction, z_direction = directions[key]
         result = {"setting": setting, "edit_space": space, "brightness": brightness,
+                  **({"closeness": args.closeness} if space == "opt" else {}),
                   "max_strength": strength, "confidence": confidence,
                   "direction_samples": samples}
         flipped = faces = 0.0
@@ -125,10 +128,10 @@ def main() -> None:
             if space != "z":  # the projection's styles, moved in w
                 latent = latents.edited_styles(generator, z, z_direction, np.zeros(len(z)))
                 along = w_direction
-            if space == "opt" and confidence > 0:
+            if space == "opt":
                 styles, chosen = latents.optimized_edit(
                     generator, latent, classifier, sign * strength,
-                    float(np.linalg.norm(w_direction[0])), confidence)
+                    float(np.linalg.norm(w_direction[0])), confidence, closeness=args.closeness)
             else:
                 chosen = np.full(len(z), sign * strength, np.float32) if confidence <= 0 else \
                     latents.edit_strengths(generator, latent, along, sign * strength,

@@ -16,12 +16,21 @@ layer). The distances:
             reconstructions are blurrier in the details: every report names the distance used.
 
 A direction is learned as InterFaceGAN does (a classifier of the two labelled folders labels
-generated faces), or from the two folders' projections; an edit moves each face along it until
-that classifier is sure, at most by the strength asked. A face projected in z is edited in z
-where the direction has its z form (moved in z, then mapped, whose pixel norm puts it back on
-z's sphere): every step of the edit is then a latent of the kind the generator was trained on,
-where a move in w leaves the mapping's outputs and, in a young generator, breaks faces
-(benchmarks/README.md).
+generated faces), or from the two folders' projections. An edit is made one of two ways:
+  "optimize"   (the default, where the direction has its classifier) each face gets its own
+               move: Adam on one w offset, shared by every layer, makes that classifier sure of
+               the edit while a pixel distance keeps the image near the unedited face. A face
+               then changes only where the attribute needs it: half the pixels' change of a
+               move along the direction, flipped and kept as a face more often
+               (benchmarks/README.md);
+  "direction"  each face moves along the direction until the classifier is sure, at most by
+               the strength asked. A face projected in z moves in z where the direction has its
+               z form (moved in z, then mapped, whose pixel norm puts it back on z's sphere):
+               every step is then a latent of the kind the generator was trained on, where a
+               long move in w leaves the mapping's outputs and, in a young generator, breaks
+               faces.
+Without a classifier (a direction learned from projections) every face moves the strength asked
+along the direction.
 """
 from __future__ import annotations
 
@@ -513,8 +522,9 @@ def edit_strengths(generator: ImageGenerator, latents: np.ndarray, direction: np
     return chosen
 
 
-def optimized_edit(generator: ImageGenerator, ws: np.ndarray, classifier: keras.Model,
-                   strength: float, direction_length: float, confidence: float = 0.99,
+def optimized_edit(generator: ImageGenerator, ws: np.ndarray,
+                   classifier: Callable[..., tf.Tensor], strength: float,
+                   direction_length: float, confidence: float = EDIT_CONFIDENCE["optimize"],
                    steps: int = EDIT_STEPS, closeness: float = EDIT_CLOSENESS,
                    learning_rate: float = EDIT_LEARNING_RATE) -> tuple[np.ndarray, np.ndarray]:
     """Styles [N, num_ws, w_dim]: each face of ws moved by its own w offset (one for every
@@ -525,7 +535,8 @@ def optimized_edit(generator: ImageGenerator, ws: np.ndarray, classifier: keras.
 
     Where edit_strengths tries points on one line, this finds each face its own path: the
     classifier's gradient points at what that face lacks, and the distance keeps the rest. Its
-    loss is a hinge: a face the classifier is already sure of is only held near itself."""
+    loss is a hinge: a face the classifier is already sure of is only held near itself.
+    classifier: a Keras model, or any callable (images, training) -> logits [N, 1]."""
     ws = tf.convert_to_tensor(ws, tf.float32)
     limit = abs(strength) * direction_length
     if limit == 0:
@@ -680,6 +691,9 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
         log(f"direction {edit!r} has no classifier (learned from projections): every face moves "
             f"by the strength {strength}")
     optimize = method == "optimize" and classifier is not None
+    if direction is not None and method == "optimize" and confidence <= 0:
+        log("--confidence 0: the optimised edit needs a confidence to reach, so every face "
+            f"moves the full strength {strength} along the direction")
     z_direction = None if project_only or optimize or space != "z" else \
         load_z_direction(model, edit, generator.z_dim)
     if optimize:

@@ -301,14 +301,42 @@ def test_optimized_edit_moves_each_face_until_the_classifier_is_sure_within_the_
         assert np.all(after[unsure] > before[unsure]) and np.all(lengths[unsure] > 0)
         np.testing.assert_array_equal(ends[~unsure], ws[~unsure])  # sure already: left alone
 
+    # Each face's own cap: none of the three is this sure, and each is pushed to its cap.
+    _, moved = latents.optimized_edit(generator, ws, redness, 0.01, 2.0, confidence=1 - 1e-6,
+                                      steps=5)
+    np.testing.assert_allclose(moved, 0.01, rtol=1e-4)
+    # Unheld, each unsure face reaches the confidence; the pixel distance holds it nearer.
     unsure = score(ws) < math.log(0.99 / 0.01)
-    capped, moved = latents.optimized_edit(generator, ws, redness, 0.01, 2.0, steps=5)
-    np.testing.assert_allclose(moved[unsure], 0.01, rtol=1e-4)  # pushed to the cap, held there
+    free, _ = latents.optimized_edit(generator, ws, redness, 3.0, 2.0, steps=20, closeness=0.0)
+    held, _ = latents.optimized_edit(generator, ws, redness, 3.0, 2.0, steps=20, closeness=1e3)
+    assert np.all(score(free)[unsure] >= math.log(0.99 / 0.01))
+    change = [np.abs(generator.synthesize(styles).astype(float)
+                     - generator.synthesize(ws)).mean() for styles in (free, held)]
+    assert change[1] < 0.5 * change[0]
     sure = lambda images, training: tf.fill([len(images), 1], 10.0)  # noqa: E731
     for classifier, strength in ((sure, 3.0), (redness, 0.0)):
         ends, moved = latents.optimized_edit(generator, ws, classifier, strength, 2.0, steps=5)
         np.testing.assert_array_equal(ends, ws)
         np.testing.assert_array_equal(moved, 0.0)
+
+
+def test_classifier_input_is_area_resizing_with_a_gradient_and_frames_blend_end_to_end():
+    from cyclegan_tf import latents
+    for size in (32, 128):
+        images = tf.random.stateless_uniform([2, size, size, 3], [1, size], -1.0, 1.0)
+        np.testing.assert_allclose(
+            latents.classifier_input(images),
+            tf.image.resize(images, [latents.CLASSIFIER_SIZE] * 2, "area"), atol=1e-6)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            total = tf.reduce_sum(latents.classifier_input(images))
+        assert tape.gradient(total, images) is not None
+    start, end = np.zeros([3, 4], np.float32), np.ones([3, 4], np.float32)
+    frames = latents.blend_frames(start, end, 5)
+    assert frames.shape == (8, 3, 4)  # there and back
+    np.testing.assert_array_equal(frames[0], start)
+    np.testing.assert_array_equal(frames[4], end)
+    assert np.all(np.diff(frames[:5, 0, 0]) > 0)
 
 
 def test_classifier_direction_pairs_each_latent_with_its_label_and_edits_in_z(style_run):
