@@ -8,9 +8,9 @@
 #      labelling generated faces, or the folders' projections), then the 250 + 250 test faces
 #      projected and edited (--edit gender --edit_method EDIT_METHOD, at most +STRENGTH for men,
 #      -STRENGTH for women, each face until the direction's classifier is CONFIDENCE sure) and
-#      judged: flipped rate, face
-#      rate, how close each projection came to its face (the projector's distance), how far
-#      each output is from its input (mean absolute difference at 64 px, 0-255), the mean
+#      judged: flipped rate, face rate, how close each projection came to its face (the
+#      projector's distance), how far each output is from its input (mean absolute difference
+#      at 64 px, 0-255), the mean
 #      strength used, and how far each output is from its input as a person (person_*:
 #      benchmarks/face_identity.sh, dlib's face-recognition distance, under 0.6 = the same
 #      person; its first run installs dlib and 100 MB of its models in a venv of its own).
@@ -110,9 +110,12 @@ print(json.dumps({
     "case": "stylegan_gender_edit", "direction": {k: direction.get(k) for k in (
         "method", "from_images", "to_images", "classifier_held_out_accuracy", "samples")},
     "space": space, "projection_steps": int(steps), "distance": name,
-    "edit_method": method,
-    "edit_space": "z" if method == "direction" and space == "z"
-    and os.path.exists(f"{model}/directions/gender.z.npy") else "w",
+    # what inference.py ran: the optimised edit needs the classifier and a confidence
+    "edit_method": method if float(confidence) > 0
+    and os.path.exists(f"{model}/directions/gender.keras") else "direction",
+    "edit_space": "z" if (method == "direction" or float(confidence) <= 0
+                          or not os.path.exists(f"{model}/directions/gender.keras"))
+    and space == "z" and os.path.exists(f"{model}/directions/gender.z.npy") else "w",
     "max_strength": float(strength), "confidence": float(confidence),
     "mean_strength": round(statistics.mean(strengths), 3) if strengths else None,
     "flipped": round(sum(j["expected_rate"] * j["images"] for j in judged.values()) / images, 4),
