@@ -84,7 +84,8 @@ def parse(setting: str) -> tuple[str, str, float, float, int]:
             raise ValueError
     except ValueError:
         raise SystemExit(f"bad setting {setting!r}: SPACE:BRIGHTNESS:STRENGTH:CONFIDENCE[:SAMPLES]"
-                         ", e.g. opt:kept:3:0.99 (space opt|z|w, opt with a confidence above 0, brightness kept|free, confidence in "
+                         ", e.g. opt:kept:3:0.99 (space opt|z|w, opt with a confidence above "
+                         "0, brightness kept|free, confidence in "
                          "[0, 1))") from None
     return fields[0], fields[1], strength, confidence, samples
 
