@@ -76,16 +76,17 @@ for half in testA testB; do  # as a person (not in wall_seconds; a failure leave
     || : > "$WORK/person_$half.json"
 done
 "$PY" - "$WORK" "$((end - start))" "$model" "$STRENGTH" "$CONFIDENCE" "$SPACE" "$PROJECT_STEPS" \
-  "$FACES" "$EDIT_METHOD" <<'EOF'
+  "$FACES" <<'EOF'
 import json, os, re, statistics, sys
 import numpy as np
 from PIL import Image
-work, seconds, model, strength, confidence, space, steps, faces, method = \
+work, seconds, model, strength, confidence, space, steps, faces = \
     sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
 judged = {h: json.loads(open(f"{work}/judge_edit_{h}.json").read()) for h in ("testA", "testB")}
 person = {h: (open(f"{work}/person_{h}.json").read().strip().splitlines() or ["null"])[-1]
           for h in ("testA", "testB")}
 direction = json.load(open(f"{model}/directions/gender.json"))
+said = open(f"{work}/edit_testA.log").read()
 distances, strengths, name = [], [], ""
 for half in ("testA", "testB"):
     for line in open(f"{work}/edit_{half}.log"):
@@ -110,12 +111,9 @@ print(json.dumps({
     "case": "stylegan_gender_edit", "direction": {k: direction.get(k) for k in (
         "method", "from_images", "to_images", "classifier_held_out_accuracy", "samples")},
     "space": space, "projection_steps": int(steps), "distance": name,
-    # what inference.py ran: the optimised edit needs the classifier and a confidence
-    "edit_method": method if float(confidence) > 0
-    and os.path.exists(f"{model}/directions/gender.keras") else "direction",
-    "edit_space": "z" if (method == "direction" or float(confidence) <= 0
-                          or not os.path.exists(f"{model}/directions/gender.keras"))
-    and space == "z" and os.path.exists(f"{model}/directions/gender.z.npy") else "w",
+    # what inference.py says it ran (an optimised edit falls back without a classifier)
+    "edit_method": "optimize" if "optimised until" in said else "direction",
+    "edit_space": "z" if "editing in z along" in said else "w",
     "max_strength": float(strength), "confidence": float(confidence),
     "mean_strength": round(statistics.mean(strengths), 3) if strengths else None,
     "flipped": round(sum(j["expected_rate"] * j["images"] for j in judged.values()) / images, 4),
