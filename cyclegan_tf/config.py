@@ -39,6 +39,7 @@ MODEL_DEFAULTS = {
 # For the models that do not set them in MODEL_DEFAULTS.
 COMMON_DEFAULTS = dict(ngf=64, ndf=64, z_dim=128, channel_base=0)
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+DIFF_AUGMENTATIONS = ("color", "translation", "cutout")  # diffaugment.py's, in this order
 MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPUs, Ampere+ GPUs, TPUs
 
 # Settings that shape the networks or the checkpointed state: a checkpoint made with other values
@@ -117,6 +118,10 @@ class Config:
     style_mixing: float = setting(0.9, "stylegan: share of images made from two styles")
     pl_weight: float = setting(0.0, "stylegan: path-length regularisation weight (the "
                                "paper's 2; 0: off), every 4 steps")
+    diff_augment: str = setting("", "dcgan, wgangp, stylegan: differentiable augmentation of "
+                                "every image D sees, real and generated (DiffAugment): a "
+                                "comma-separated list of color, translation, cutout. For small "
+                                "data sets, where D otherwise learns the training images by heart")
     n_critic: int = setting(5, "wgangp: critic updates per generator update")
     ema_decay: float = setting(0.999, "dcgan, wgangp: decay of the moving average of the "
                                "generator's weights that export uses (0: no averaging)")
@@ -210,6 +215,14 @@ class Config:
         need(min(self.save_every, self.summary_every, self.log_every) >= 1,
              "save_every, summary_every and log_every must be >= 1")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
+        names = self.diff_augment.split(",") if self.diff_augment else []
+        need(all(name in DIFF_AUGMENTATIONS for name in names) and len(set(names)) == len(names),
+             f"diff_augment must be a comma-separated list of {', '.join(DIFF_AUGMENTATIONS)} "
+             f"without spaces or repeats (e.g. {','.join(DIFF_AUGMENTATIONS)}), got "
+             f"{self.diff_augment!r}")
+        need(not names or self.model in GENERATOR_MODELS,
+             f"--diff_augment is for the face generators ({', '.join(GENERATOR_MODELS)}), not "
+             f"--model {self.model}")
 
     def _validate_generator_model(self) -> None:
         """The settings a DCGAN / WGAN-GP / StyleGAN can use (their networks have one shape per

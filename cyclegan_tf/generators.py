@@ -20,6 +20,7 @@ import tensorflow as tf
 from cyclegan_tf import losses
 from cyclegan_tf.config import GENERATOR_SIZES, Config
 from cyclegan_tf.cyclegan import DTYPE_POLICIES
+from cyclegan_tf.diffaugment import diff_augment
 from cyclegan_tf.layers import conv_init
 from cyclegan_tf.models import ConvNormAct
 from cyclegan_tf.optimizers import FusedAdam, LinearDecay
@@ -211,6 +212,15 @@ class NoiseGAN(tf.Module):
                          replica_id() * 2**32 + self.step * self.streams + stream])
         return tf.random.stateless_normal([count, self.config.z_dim], seed)
 
+    def augment(self, images: tf.Tensor, generated: bool, stream: int) -> tf.Tensor:
+        """images as D sees them: through --diff_augment's transforms (unchanged without),
+        drawn per step, replica, stream and whether they are real or generated."""
+        if not self.config.diff_augment:
+            return images
+        seed = tf.stack([tf.constant(3000 + 4 * self.config.seed + int(generated), tf.int64),
+                         replica_id() * 2**32 + self.step * self.streams + stream])
+        return diff_augment(images, self.config.diff_augment, seed)
+
     def summary_images(self) -> dict[str, tf.Tensor]:
         """The TensorBoard row's fixed-noise samples of G_ema and G, made when a summary is
         written (the Trainer asks), not in every training step."""
@@ -235,8 +245,8 @@ class DCGAN(NoiseGAN):
         with tf.GradientTape(persistent=True) as tape:
             fake = self.G(z, training=True)
             # Separate calls: real and generated images never share batch-norm statistics.
-            score_real = self.D(real, training=True)
-            score_fake = self.D(fake, training=True)
+            score_real = self.D(self.augment(real, False, 0), training=True)
+            score_fake = self.D(self.augment(fake, True, 0), training=True)
             D_loss = _bce(score_real, 1.0) + _bce(score_fake, 0.0)
             G_loss = _bce(score_fake, 1.0)
             D_total, G_total = average(D_loss), average(G_loss)
@@ -277,19 +287,22 @@ class WGANGP(NoiseGAN):
         for i, real_i in enumerate(tf.split(real, c.n_critic, axis=0)):
             count = tf.shape(real_i)[0]
             fake = tf.stop_gradient(self.G(self.noise(count, i), training=True))
+            seen_real, fake = self.augment(real_i, False, i), self.augment(fake, True, i)
             seed = tf.stack([tf.constant(4 * c.seed + 2, tf.int64),
                              replica_id() * 2**32 + self.step * self.streams + i])
             with tf.GradientTape() as tape:
                 # One pass over both: the critic keeps no batch statistics (batch norm is
                 # refused for wgangp), so this is the two passes in one, with larger matmuls.
-                scores = self.D(tf.concat([real_i, fake], axis=0), training=True)
+                scores = self.D(tf.concat([seen_real, fake], axis=0), training=True)
                 score_real, score_fake = tf.split(scores, 2)
                 wasserstein = score_real - score_fake  # the critic's estimate, per image
-                penalty = losses.gradient_penalty(self.D, real_i, fake, seed)
+                penalty = losses.gradient_penalty(self.D, seen_real, fake, seed)
                 D_total = average(-wasserstein + c.gp_weight * penalty)
             self.D_optimizer.apply_gradients(zip(tape.gradient(D_total, D_vars), D_vars))
         with tf.GradientTape() as tape:
-            score = self.D(self.G(self.noise(count, c.n_critic), training=True), training=True)
+            fake = self.augment(self.G(self.noise(count, c.n_critic), training=True), True,
+                                c.n_critic)
+            score = self.D(fake, training=True)
             G_total = average(-score)
         self.G_optimizer.apply_gradients(zip(tape.gradient(G_total, G_vars), G_vars))
         self.step.assign_add(1)

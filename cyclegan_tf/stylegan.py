@@ -470,11 +470,13 @@ class StyleGAN(NoiseGAN):
 
         # D: real images up, generated ones down; R1 on the reals every r1_interval steps.
         fake = self.G.synthesis(self.mixed_styles(count, 0), seed=self.seed(2))
+        # D sees both through --diff_augment (if any); R1 is taken on what it sees, as in ADA.
+        seen_real, fake = self.augment(real, False, 0), self.augment(fake, True, 0)
         with tf.GradientTape() as tape:
-            score_real = self.D(real, training=True)
+            score_real = self.D(seen_real, training=True)
             score_fake = self.D(tf.stop_gradient(fake), training=True)
             D_loss = tf.nn.softplus(score_fake) + tf.nn.softplus(-score_real)
-            r1 = tf.cond(lazy_r1, lambda: r1_penalty(self.D, real),
+            r1 = tf.cond(lazy_r1, lambda: r1_penalty(self.D, seen_real),
                          lambda: tf.zeros_like(score_real))
             D_total = average(D_loss + (c.r1_gamma / 2 * c.r1_interval) * r1)
         self.D_optimizer.apply_gradients(zip(tape.gradient(D_total, D_vars), D_vars))
@@ -482,7 +484,7 @@ class StyleGAN(NoiseGAN):
         # G: the non-saturating loss -log sigmoid(D(G(z))), and the path-length penalty.
         with tf.GradientTape() as tape:
             ws = self.mixed_styles(count, 3, track=True)
-            fake = self.G.synthesis(ws, seed=self.seed(5))
+            fake = self.augment(self.G.synthesis(ws, seed=self.seed(5)), True, 1)
             G_loss = tf.nn.softplus(-self.D(fake, training=True))
             G_total = average(G_loss)
             if c.pl_weight:
