@@ -39,7 +39,7 @@ MODEL_DEFAULTS = {
 # For the models that do not set them in MODEL_DEFAULTS.
 COMMON_DEFAULTS = dict(ngf=64, ndf=64, z_dim=128, channel_base=0)
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-DIFF_AUGMENTATIONS = ("color", "translation", "cutout")  # diffaugment.py's, in this order
+DIFF_AUGMENTATIONS = ("color", "translation", "cutout")  # diffaugment.py's
 MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPUs, Ampere+ GPUs, TPUs
 
 # Settings that shape the networks or the checkpointed state: a checkpoint made with other values
@@ -216,10 +216,13 @@ class Config:
              "save_every, summary_every and log_every must be >= 1")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
         names = self.diff_augment.split(",") if self.diff_augment else []
-        need(all(name in DIFF_AUGMENTATIONS for name in names) and len(set(names)) == len(names),
-             f"diff_augment must be a comma-separated list of {', '.join(DIFF_AUGMENTATIONS)} "
-             f"without spaces or repeats (e.g. {','.join(DIFF_AUGMENTATIONS)}), got "
-             f"{self.diff_augment!r}")
+        for name in names:
+            need(name in DIFF_AUGMENTATIONS,
+                 f"--diff_augment {self.diff_augment!r}: no augmentation {name!r}; pass a "
+                 f"comma-separated list of {', '.join(DIFF_AUGMENTATIONS)} without spaces, e.g. "
+                 f"{','.join(DIFF_AUGMENTATIONS)}")
+        need(len(set(names)) == len(names),
+             f"--diff_augment {self.diff_augment!r} names an augmentation twice")
         need(not names or self.model in GENERATOR_MODELS,
              f"--diff_augment is for the face generators ({', '.join(GENERATOR_MODELS)}), not "
              f"--model {self.model}")

@@ -8,7 +8,9 @@ convolutions and LeakyReLU(0.2). The WGAN-GP critic is the same network without 
 (layer norm or none, as Gulrajani et al. require: the gradient penalty is per image).
 
 Both models keep G_ema, a moving average of G's weights, which is what export uses: it gives
-smoother, better images than G's latest weights at no training cost.
+smoother, better images than G's latest weights at no training cost. With --diff_augment every
+image D sees, real or generated, goes through DiffAugment's random transforms (diffaugment.py;
+NoiseGAN.augment, which StyleGAN's step uses too).
 """
 from __future__ import annotations
 

@@ -13,7 +13,10 @@ the non-saturating logistic loss, R1 on real images every r1_interval steps (laz
 times the interval, added to that step's loss; the paper takes it as an extra Adam step instead,
 which is why it scales the rates and betas by interval / (interval + 1): folded into the step,
 there is no extra step and nothing to scale), style mixing, an optional path-length penalty, the
-moving average G_ema that export uses, and a running w_avg for the truncation trick.
+moving average G_ema that export uses, and a running w_avg for the truncation trick. With
+--diff_augment D sees real and generated images through DiffAugment, and R1 is taken on the
+augmented reals D scores (DiffAugment-stylegan2's FFHQ and CIFAR setting, ns_r1_DiffAugment;
+its low-shot setting and ADA differentiate through the augmentation to the raw reals instead).
 
 Up- and downsampling use the paper's [1, 3, 3, 1] filter: a transposed convolution then that
 blur in G (and zeros inserted then the blur for the skip outputs: both put input pixel i at output
@@ -470,7 +473,7 @@ class StyleGAN(NoiseGAN):
 
         # D: real images up, generated ones down; R1 on the reals every r1_interval steps.
         fake = self.G.synthesis(self.mixed_styles(count, 0), seed=self.seed(2))
-        # D sees both through --diff_augment (if any); R1 is taken on what it sees, as in ADA.
+        # D sees both through --diff_augment (if any); R1 on what it sees (module docstring).
         seen_real, fake = self.augment(real, False, 0), self.augment(fake, True, 0)
         with tf.GradientTape() as tape:
             score_real = self.D(seen_real, training=True)

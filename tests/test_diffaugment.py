@@ -31,7 +31,8 @@ def test_translation_moves_each_image_by_whole_pixels_within_an_eighth_zeros_mov
                     found = (dy, dx)
         assert found is not None, "not a shift of the input by at most 2 pixels"
         shifts.add(found)
-    assert len(shifts) > 5  # each image its own shift
+    # Each image its own shift, every one from -2 to 2 on each axis drawn (32 images).
+    assert {dy for dy, _ in shifts} == {dx for _, dx in shifts} == set(range(-2, 3))
     np.testing.assert_array_equal(translation(images, SEED).numpy(), moved)  # stateless
     assert not np.array_equal(translation(images, SEED + 1).numpy(), moved)
 
@@ -39,9 +40,9 @@ def test_translation_moves_each_image_by_whole_pixels_within_an_eighth_zeros_mov
 def test_cutout_blanks_one_square_of_half_the_side_clipped_at_the_edges():
     from cyclegan_tf.diffaugment import cutout
     images = numbered(count=32)
-    out = cutout(images, SEED).numpy()
     sides = set()
-    for image, result in zip(images.numpy(), out):
+    for image, result in zip(tf.concat([images] * 4, 0).numpy(), cutout(
+            tf.concat([images] * 4, 0), SEED).numpy()):
         blank = np.all(result == 0, axis=-1)
         np.testing.assert_array_equal(result[~blank], image[~blank])  # the rest untouched
         rows, cols = np.nonzero(blank.any(axis=1))[0], np.nonzero(blank.any(axis=0))[0]
@@ -49,7 +50,24 @@ def test_cutout_blanks_one_square_of_half_the_side_clipped_at_the_edges():
         assert blank[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all() and blank.sum() == len(rows) * len(cols)
         assert len(rows) <= 8 and len(cols) <= 8  # half the side at most
         sides.add((len(rows), len(cols)))
-    assert (8, 8) in sides and len(sides) > 1  # whole squares inside, clipped ones at the edges
+    # Whole squares inside, clipped ones at the edges: the centre anywhere in the image, so at
+    # least half the square stays in it (4 to 8 rows and columns).
+    assert {rows for rows, _ in sides} == {cols for _, cols in sides} == set(range(4, 9))
+
+
+def test_color_is_brightness_then_saturation_then_contrast_with_the_papers_ranges():
+    from cyclegan_tf.diffaugment import _uniform, color
+    images = numbered(count=64) * 2 - 1
+    x = images.numpy()
+    brightness, saturation, contrast = (_uniform(images, SEED, i, low, high).numpy() for i, (low, high)
+                                        in enumerate([(-0.5, 0.5), (0.0, 2.0), (0.5, 1.5)]))
+    for draw, (low, high) in zip((brightness, saturation, contrast), [(-0.5, 0.5), (0, 2), (0.5, 1.5)]):
+        assert draw.min() >= low and draw.max() <= high and draw.max() - draw.min() > (high - low) / 2
+    x = x + brightness
+    grey = x.mean(axis=3, keepdims=True)
+    x = (x - grey) * saturation + grey
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(color(images, SEED).numpy(), (x - mean) * contrast + mean, atol=1e-5)
 
 
 def test_color_shifts_a_grey_image_by_one_brightness_per_image_within_a_half():
@@ -89,9 +107,9 @@ def test_models_augment_what_D_sees_per_step_and_not_without_the_flag():
 
 
 @pytest.mark.parametrize("policy, message", [
-    ("colour", "comma-separated list of color, translation, cutout"),
-    ("color,color", "without spaces or repeats"),
-    ("color, cutout", "without spaces or repeats"),
+    ("colour", "no augmentation 'colour'; pass a comma-separated list of color, translation, cutout"),
+    ("color, cutout", "no augmentation ' cutout'.* without spaces"),
+    ("color,color", "names an augmentation twice"),
 ])
 def test_unknown_augmentations_are_refused_naming_the_valid_ones(policy, message):
     from cyclegan_tf.config import Config, ConfigError
@@ -103,3 +121,30 @@ def test_diff_augment_on_a_cyclegan_is_refused():
     from cyclegan_tf.config import Config, ConfigError
     with pytest.raises(ConfigError, match="for the face generators"):
         Config(diff_augment="color")
+
+
+@pytest.mark.parametrize("model, n_critic", [("dcgan", 5), ("wgangp", 2), ("stylegan", 5)])
+def test_every_image_D_sees_in_a_step_is_augmented(model, n_critic, monkeypatch):
+    """One eager step of each model, NoiseGAN.augment recording what it was given: D's step
+    sees augmented real and generated images, G's step augmented generated ones."""
+    from cyclegan_tf import gans
+    from cyclegan_tf.config import Config
+    from cyclegan_tf.generators import NoiseGAN
+    seen = []
+    original = NoiseGAN.augment
+
+    def augment(self, images, generated, stream):
+        seen.append((generated, stream))
+        return original(self, images, generated, stream)
+
+    monkeypatch.setattr(NoiseGAN, "augment", augment)
+    size = 32 if model == "stylegan" else 64
+    tiny = dict(ngf=8, ndf=8, z_dim=16, batch_size=4, n_critic=n_critic) | (
+        dict(channel_base=64, mapping_layers=1) if model == "stylegan" else {})
+    gan = gans.build_model(Config(model=model, image_size=size, diff_augment="cutout", **tiny))
+    images = tf.random.stateless_uniform([4 * gan.batches_per_step, size, size, 3], [1, 1], -1, 1)
+    gan.train_step(images)
+    expected = {"dcgan": [(False, 0), (True, 0)],
+                "wgangp": [(False, 0), (True, 0), (False, 1), (True, 1), (True, 2)],
+                "stylegan": [(False, 0), (True, 0), (True, 1)]}[model]
+    assert seen == expected

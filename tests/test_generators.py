@@ -83,6 +83,7 @@ def test_wgangp_trains_with_two_critic_updates_per_step_and_finite_losses(faces,
     from cyclegan_tf.training import train
     lines = []
     result = train(gen_config(model="wgangp", n_critic=2, X=faces["X"], max_steps=3,
+                              diff_augment="translation,cutout",
                               checkpoint_dir=str(tmp_path / "run")), log=lines.append)
     assert result.step == 3  # every step's losses were checked finite (log_every=1)
     assert any("W " in line and "GP " in line for line in lines)
@@ -92,15 +93,17 @@ def test_wgangp_trains_with_two_critic_updates_per_step_and_finite_losses(faces,
 
 
 def test_resumed_generator_run_ends_as_an_uninterrupted_one(faces, tmp_path):
+    """Also with --diff_augment: its random transforms are drawn by step, as the noise is."""
     import tensorflow as tf
     from cyclegan_tf.training import train
     quiet = lambda *_: None  # noqa: E731
-    whole = train(gen_config(X=faces["X"], max_steps=4, checkpoint_dir=str(tmp_path / "whole")),
+    run = dict(X=faces["X"], diff_augment="color,translation,cutout")
+    whole = train(gen_config(**run, max_steps=4, checkpoint_dir=str(tmp_path / "whole")),
                   log=quiet)
     part = str(tmp_path / "part")
-    train(gen_config(X=faces["X"], max_steps=2, checkpoint_dir=part), log=quiet)
+    train(gen_config(**run, max_steps=2, checkpoint_dir=part), log=quiet)
     lines = []
-    resumed = train(gen_config(X=faces["X"], max_steps=4, checkpoint_dir=part), log=lines.append)
+    resumed = train(gen_config(**run, max_steps=4, checkpoint_dir=part), log=lines.append)
     assert resumed.step == 4 and any("resumed from" in line and "step 2" in line for line in lines)
     a, b = tf.train.load_checkpoint(whole.checkpoint), tf.train.load_checkpoint(resumed.checkpoint)
     kept = [k for k in a.get_variable_to_shape_map() if k.startswith(("G_ema/", "fixed_noise"))]

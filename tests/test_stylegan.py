@@ -38,12 +38,14 @@ def faces(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def style_run(faces, tmp_path_factory):
-    """A StyleGAN run trained STEPS steps with train.py, and its export (read-only)."""
+    """A StyleGAN run trained STEPS steps with train.py (path length and DiffAugment on), and
+    its export (read-only)."""
     root = tmp_path_factory.mktemp("stylerun")
     run_dir, export_dir = str(root / "run"), str(root / "export")
     flags = [f"--{k}={v}" for k, v in TINY_STYLE.items()]
     result = run_script("train.py", *flags, f"--X={faces['X']}", f"--checkpoint_dir={run_dir}",
-                        f"--max_steps={STEPS}", "--pl_weight=2")
+                        f"--max_steps={STEPS}", "--pl_weight=2",
+                        "--diff_augment=color,translation,cutout")
     assert result.returncode == 0, result.stderr
     result = run_script("export_graph.py", f"--checkpoint_dir={run_dir}",
                         f"--generator_model={export_dir}")
@@ -185,9 +187,11 @@ def test_lazy_r1_runs_every_interval_folded_into_the_step():
 
 def test_step_compiles_with_xla():
     """--jit_compile: the minibatch standard deviation's group must be a compile-time constant
-    inside R1's cond (it was computed with tf.where and XLA refused the step)."""
+    inside R1's cond (it was computed with tf.where and XLA refused the step); DiffAugment's
+    gathers and integer draws compile too."""
     from cyclegan_tf.stylegan import StyleGAN
-    model = StyleGAN(style_config(r1_interval=2, jit_compile=True))
+    model = StyleGAN(style_config(r1_interval=2, jit_compile=True,
+                                  diff_augment="color,translation,cutout"))
     step = model.distributed_step_fn(tf.distribute.get_strategy())
     real = tf.random.uniform([4, 32, 32, 3], -1, 1)
     losses = [step(real)["losses"] for _ in range(2)]
@@ -203,11 +207,14 @@ def test_trained_run_resumes_and_exports_mapping_and_synthesis_that_compose(styl
     shutil.copytree(style_run["run"], run)
     config = json.load(open(os.path.join(run, "config.json")))
     assert config["model"] == "stylegan" and config["pl_weight"] == 2
+    assert config["diff_augment"] == "color,translation,cutout"  # saved
     result = run_script("train.py", f"--checkpoint_dir={run}", f"--max_steps={STEPS + 5}",
                         "--learning_rate=0.002")
     assert result.returncode == 0, result.stderr
     assert f"resumed from {run}/ckpt-{STEPS} at step {STEPS}" in result.stdout
     assert os.path.exists(os.path.join(run, f"ckpt-{STEPS + 5}.index"))
+    resumed = json.load(open(os.path.join(run, "config.json")))
+    assert resumed["diff_augment"] == "color,translation,cutout" and resumed["max_steps"] == STEPS + 5
 
     # Plain TF, no import of this package: z -> w -> images is serving_default.
     loaded = tf.saved_model.load(style_run["export"])
