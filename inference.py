@@ -52,7 +52,7 @@ flags.DEFINE_float("truncation", 1.0, "generator: noise scaled by this (< 1: mor
                    "varied images)")
 flags.DEFINE_boolean("project", False, "stylegan: find the latent of each --input face; writes "
                      "its reconstruction to --output and the latent beside it (.npy: ws [num_ws, "
-                     "w_dim], for the export's synthesis; with --space z also .z.npy: z)")
+                     "w_dim], for the export's synthesis; with --space z and no --refine_steps also .z.npy: z)")
 flags.DEFINE_string("learn_direction", "", "stylegan: learn the direction NAME from "
                     "--from_images to --to_images (stored as MODEL/directions/NAME.npy, in w, "
                     "and NAME.z.npy, in z, for edits of z projections)")
@@ -88,6 +88,9 @@ flags.DEFINE_enum("distance", "auto", ["auto", "vgg16", "pixels"], "projection: 
 flags.DEFINE_enum("space", "z", ["z", "w", "w+"], "projection: search the mapping's input z "
                   "(sharper faces from a young model; --edit then moves z), w (the paper's) or "
                   "w+ (one w per layer: closer fits, less reliable edits)")
+flags.DEFINE_integer("refine_steps", 0, "projection: then refine it this many steps in w+ "
+                     "(e.g. 100): the reconstruction keeps the person far more often, edits of "
+                     "it flip less; 0: off")
 FLAGS = flags.FLAGS
 
 LATENT_FLAGS = ("project", "learn_direction", "edit", "mix")
@@ -160,7 +163,7 @@ def _latent_command() -> int:
             output=output or ("edit.gif" if FLAGS.animate else "projected.png"),
             steps=FLAGS.steps, distance=FLAGS.distance, space=FLAGS.space,
             confidence=FLAGS.confidence, method=FLAGS.edit_method,
-            align_faces=FLAGS.align_faces))
+            align_faces=FLAGS.align_faces, refine_steps=FLAGS.refine_steps))
     return 0
 
 

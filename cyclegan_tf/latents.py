@@ -58,6 +58,8 @@ SPACES = ("z", "w", "w+")  # where the projector searches
 PROJECTION_CANDIDATES = 256  # samples a z projection picks its start from
 EDIT_METHODS = ("optimize", "direction")
 EDIT_CONFIDENCE = {"optimize": 0.99, "direction": 0.9}  # --confidence's default, by method
+REFINE_RATE = 0.01  # Adam's rate for the w+ refinement's offsets
+REFINE_WEIGHT = 1.0  # its penalty on the offsets' mean square, against the summed distance
 EDIT_STEPS = 60  # Adam steps of an optimised edit
 EDIT_LEARNING_RATE = 0.05
 EDIT_CLOSENESS = 30.0  # the pixel distance's weight against the hinge (chosen on training faces)
@@ -142,7 +144,7 @@ class Projection:
     distances: np.ndarray
     distance_name: str
     history: list[float]  # the mean distance every 10 steps
-    z: np.ndarray | None = None  # space "z": each image's z [N, z_dim], on z's sphere
+    z: np.ndarray | None = None  # space "z" unrefined: each image's z [N, z_dim], on z's sphere
 
     def one(self, i: int) -> Projection:
         """The i-th image's projection alone."""
@@ -153,6 +155,7 @@ class Projection:
 def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
             distance=None, space: str = "z", learning_rate: float | None = None,
             noise_ramp: float = 0.75, initial_noise: float = 0.05, seed: int = 0,
+            refine_steps: int = 0,
             log: Callable[[str], None] | None = None) -> Projection:
     """The latent whose images match targets (uint8 [N, H, W, 3] at the model's size), all N at
     once (Adam treats each element alone, so this is N independent projections).
@@ -161,10 +164,15 @@ def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
     reliably; "z": the mapping's input, so that w stays among those the generator was trained
     on, from the nearest of PROJECTION_CANDIDATES samples. A young generator (hours on a CPU)
     makes blurred faces for most w that its mapping never produced, so "w" then fits the pixels
-    more closely with a blurred face; "z" gives a sharper one, and that is what edits need."""
+    more closely with a blurred face; "z" gives a sharper one, and that is what edits need.
+
+    refine_steps > 0 then refines the result in w+ (`refine`): the reconstruction keeps the
+    person far more often, and edits of it flip less (benchmarks/README.md)."""
     _need_styles(generator, "projection")
     if space not in SPACES:
         raise ConfigError(f"--space must be one of {SPACES}, got {space!r}")
+    if refine_steps < 0:
+        raise ConfigError(f"--refine_steps must be >= 0, got {refine_steps}")
     distance = distance or make_distance()
     target = tf.convert_to_tensor(np.asarray(targets, np.float32) / 127.5 - 1.0)
     count, num_ws = target.shape[0], generator.num_ws
@@ -214,10 +222,41 @@ def project(generator: ImageGenerator, targets: np.ndarray, steps: int = 300,
                 log(f"projection step {i + 1}/{steps}: {distance.name} distance "
                     f"{history[-1]:.4f}")
     ws = styles(tf.convert_to_tensor(latent)).numpy()
+    z = on_sphere(latent[:, 0]).numpy() if space == "z" else None
+    if refine_steps:
+        ws = refine(generator, ws, target, refine_steps, distance, log)
+        z = None  # the refined styles are no z's: edits move them in w
     images = generator.synthesize(ws)
     final = distance(tf.convert_to_tensor(images, tf.float32) / 127.5 - 1.0, target).numpy()
-    z = on_sphere(latent[:, 0]).numpy() if space == "z" else None
     return Projection(ws, images, final, distance.name, history, z)
+
+
+def refine(generator: ImageGenerator, ws: np.ndarray, target: tf.Tensor, steps: int, distance,
+           log: Callable[[str], None] | None = None) -> np.ndarray:
+    """ws [N, num_ws, w_dim] plus one offset per layer, fitted by Adam to target ([-1, 1]),
+    the offsets' mean square penalised (REFINE_WEIGHT): a projection's details, which its single
+    w cannot reach, without wandering far from the styles it found (the distortion–editability
+    trade-off of Tov et al. 2021: the closer the fit, the less an edit moves the face)."""
+    base = tf.constant(ws, tf.float32)
+    offset = tf.Variable(tf.zeros_like(base))
+    optimizer = keras.optimizers.Adam(REFINE_RATE)
+    optimizer.build([offset])
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            dist = distance(generator.synthesis(ws=base + offset)["images"], target)
+            penalty = tf.reduce_mean(tf.square(offset), axis=[1, 2])
+            total = tf.reduce_sum(dist + REFINE_WEIGHT * penalty)
+        optimizer.apply_gradients([(tape.gradient(total, offset), offset)])
+        return dist
+
+    for i in range(steps):
+        dist = step()
+        if log and (i % 100 == 0 or i == steps - 1):
+            log(f"refinement step {i + 1}/{steps}: {distance.name} distance "
+                f"{float(tf.reduce_mean(dist)):.4f}")
+    return (base + offset).numpy()
 
 
 def on_sphere(z: tf.Tensor) -> tf.Tensor:
@@ -661,15 +700,16 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
                        input_path: str = "", output: str = "", steps: int = 300,
                        distance: str = "auto", space: str = "z",
                        confidence: float | None = None, method: str = "optimize",
-                       align_faces: bool = False, batch: int = 32,
+                       align_faces: bool = False, batch: int = 32, refine_steps: int = 0,
                        log: Callable[[str], None] = print) -> str:
     """inference.py --project / --edit: each input face (a file or a folder; with align_faces,
     the largest face of each ordinary photo, pasted back) projected, then edited (the module's
     doc): where the direction has its classifier and confidence > 0, only as far as that
     classifier needs to be `confidence` sure of the edit (EDIT_CONFIDENCE by method, when None),
     at most `strength` direction lengths; otherwise moved along the direction by `strength`.
-    Writes the image (or, with animate, a GIF) and, for --project, the latent as .npy beside
-    it. Returns what was written, in words."""
+    refine_steps > 0 refines each projection in w+ (project). Writes the image (or, with
+    animate, a GIF) and, for --project, the latent as .npy beside it. Returns what was written,
+    in words."""
     if not input_path:
         raise ConfigError("--project and --edit need --input: a face image or a folder of them")
     if method not in EDIT_METHODS:
@@ -694,11 +734,13 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
     if direction is not None and method == "optimize" and confidence <= 0:
         log("--confidence 0: the optimised edit needs a confidence to reach, so every face "
             f"moves the full strength {strength} along the direction")
-    z_direction = None if project_only or optimize or space != "z" else \
+    z_direction = None if project_only or optimize or space != "z" or refine_steps else \
         load_z_direction(model, edit, generator.z_dim)
     if optimize:
         log(f"editing along {edit!r}: each face's move in w optimised until the classifier is "
             f"{confidence} sure")
+    elif direction is not None and refine_steps:
+        log(f"editing in w along {edit!r} (refined projections are no z's)")
     elif direction is not None and space == "z" and z_direction is None:
         log(f"direction {edit!r} has no z form (learned from w projections, or before z "
             "edits): these z projections are edited in w; relearn it to edit them in z")
@@ -764,7 +806,7 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
             if not found:
                 continue
             result = project(generator, np.stack([crop for _, crop, _, _ in found]), steps,
-                             measure, space, log=log)
+                             measure, space, refine_steps=refine_steps, log=log)
             for i, ((photo, _, matrix, path), (images, note)) in enumerate(
                     zip(found, outputs(result))):
                 pasted = np.stack([paste_back(photo, image, matrix) for image in images])
@@ -776,7 +818,8 @@ def run_latent_command(model: str, *, project_only: bool = False, edit: str = ""
         files.check_outputs([files.Output(p, "image") for p in paths], inputs=[input_path, model])
         for start in range(0, len(faces), batch):  # projections of a batch run together
             chunk = np.stack([face for _, face in faces[start:start + batch]])
-            result = project(generator, chunk, steps, measure, space, log=log)
+            result = project(generator, chunk, steps, measure, space,
+                             refine_steps=refine_steps, log=log)
             for i, (path, (images, note)) in enumerate(zip(paths[start:start + batch],
                                                            outputs(result))):
                 written.append(_write(images, path, result.one(i), log, note,

@@ -422,6 +422,10 @@ class StyleGAN(NoiseGAN):
         super().__init__(config)
         self.pl_mean = tf.Variable(0.0, trainable=False, name="pl_mean",
                                    aggregation=tf.VariableAggregation.MEAN)
+        # The latest R1 value, shown on the steps R1 skips: summaries come every summary_every
+        # steps, which rarely land on an R1 step. Not checkpointed (the next R1 step restores it).
+        self.r1_latest = tf.Variable(0.0, trainable=False, name="r1_latest",
+                                     aggregation=tf.VariableAggregation.MEAN)
 
     @classmethod
     def build_generator(cls, config: Config, name: str, dtype: str | None = None) -> keras.Model:
@@ -499,11 +503,15 @@ class StyleGAN(NoiseGAN):
                 G_total += c.pl_weight * PL_INTERVAL * pl
         if c.pl_weight:
             self.pl_mean.assign(pl_mean)
+        # Each replica's share of the mean over the global batch (the losses are summed over
+        # replicas); the MEAN-aggregated variable keeps total / replicas, which sums back.
+        r1_shown = tf.where(lazy_r1, average(r1), self.r1_latest)
+        self.r1_latest.assign(r1_shown)
         self.G_optimizer.apply_gradients(zip(tape.gradient(G_total, G_vars), G_vars))
         self.step.assign_add(1)
         return {
             "losses": {"G/loss": G_total, "D/loss": average(D_loss),
-                       "D/r1": average(r1) * tf.cast(c.r1_interval, tf.float32),
+                       "D/r1": r1_shown,
                        "D/real_prob": average(tf.sigmoid(score_real)),
                        "D/fake_prob": average(tf.sigmoid(score_fake))},
             "images": {"x": real[:3]},
