@@ -52,7 +52,8 @@ flags.DEFINE_float("truncation", 1.0, "generator: noise scaled by this (< 1: mor
                    "varied images)")
 flags.DEFINE_boolean("project", False, "stylegan: find the latent of each --input face; writes "
                      "its reconstruction to --output and the latent beside it (.npy: ws [num_ws, "
-                     "w_dim], for the export's synthesis; with --space z and no --refine_steps also .z.npy: z)")
+                     "w_dim], for the export's synthesis; with --space z and no --refine_steps "
+                     "also .z.npy: z)")
 flags.DEFINE_string("learn_direction", "", "stylegan: learn the direction NAME from "
                     "--from_images to --to_images (stored as MODEL/directions/NAME.npy, in w, "
                     "and NAME.z.npy, in z, for edits of z projections)")

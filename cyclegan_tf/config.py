@@ -123,8 +123,8 @@ class Config:
                                 "comma-separated list of color, translation, cutout. For small "
                                 "data sets, where D otherwise learns the training images by heart")
     n_critic: int = setting(5, "wgangp: critic updates per generator update")
-    ema_decay: float = setting(0.999, "dcgan, wgangp, stylegan: decay of the moving average of the "
-                               "generator's weights that export uses (0: no averaging)")
+    ema_decay: float = setting(0.999, "dcgan, wgangp, stylegan: decay of the moving average of "
+                               "the generator's weights that export uses (0: no averaging)")
     pool_size: int = setting(50, "history of generated images shown to D (0: off)")
     max_steps: int = setting(200_000, "stop after this many steps")
     decay_steps: int = setting(0, "linear lr decay to 0 over the last N steps (0: the second "
