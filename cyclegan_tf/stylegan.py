@@ -422,8 +422,10 @@ class StyleGAN(NoiseGAN):
         super().__init__(config)
         self.pl_mean = tf.Variable(0.0, trainable=False, name="pl_mean",
                                    aggregation=tf.VariableAggregation.MEAN)
-        # The latest R1 value, shown on the steps R1 skips: summaries come every summary_every
-        # steps, which rarely land on an R1 step. Not checkpointed (the next R1 step restores it).
+        # The latest R1 value, shown on the steps R1 skips: R1 runs when the step before its
+        # increment is a multiple of r1_interval and summaries come at multiples of summary_every
+        # after it, so with even intervals a summary never lands on an R1 step. Not checkpointed
+        # (the next R1 step restores it).
         self.r1_latest = tf.Variable(0.0, trainable=False, name="r1_latest",
                                      aggregation=tf.VariableAggregation.MEAN)
 
