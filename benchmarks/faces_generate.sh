@@ -60,13 +60,14 @@ done
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
 "$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" \
-  "$BATCH" <<'EOF'
-import glob, json, os, sys
-judged, model, steps, precision, seconds, work, train_flags, batch = sys.argv[1:]
+  "$BATCH" "$POINTS" <<'EOF'
+import json, sys
+judged, model, steps, precision, seconds, work, train_flags, batch, count = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
-points = sorted((json.load(open(path)) | {"step": int(os.path.basename(path)[:-5])}
-                 for path in glob.glob(f"{work}/evaluation_{model}/*.json")),
-                key=lambda point: point["step"])
+# This run's points only: an earlier, interrupted run in the same WORK may have left others.
+every = int(steps) // int(count)
+points = [json.load(open(f"{work}/evaluation_{model}/{step}.json")) | {"step": step}
+          for step in range(every, int(steps) + 1, every)]
 with open(f"{work}/run_{model}/train_seconds") as f:
     train_seconds = int(f.read())
 print(json.dumps({"model": model, "steps": int(steps), "batch": int(batch), "precision": precision,
