@@ -49,7 +49,8 @@ train_start=$(date +%s)
 # The training time of the run that trained it (a rerun only finds it finished).
 [ -f "$WORK/run_$MODEL/train_seconds" ] || echo $(($(date +%s) - train_start)) > "$WORK/run_$MODEL/train_seconds"
 mkdir -p "$WORK/evaluation_$MODEL"
-for step in $(seq $((STEPS / POINTS)) $((STEPS / POINTS)) "$STEPS"); do
+points=$(seq $((STEPS / POINTS)) $((STEPS / POINTS)) "$STEPS")
+for step in $points; do
   "$PY" evaluate.py --checkpoint_dir "$WORK/run_$MODEL" --step "$step" --X "$WORK/faces_*.tfrecords" \
     --num "$SAMPLES" --fid_network "$FID_NETWORK" ${FID_WEIGHTS:+--fid_weights "$FID_WEIGHTS"} \
     --batch_size 64 --output_dir "$WORK/evaluation_$MODEL/$step" | tail -1 > "$WORK/evaluation_$MODEL/$step.json"
@@ -60,14 +61,13 @@ done
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
 "$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" \
-  "$BATCH" "$POINTS" <<'EOF'
+  "$BATCH" "$points" <<'EOF'
 import json, sys
-judged, model, steps, precision, seconds, work, train_flags, batch, count = sys.argv[1:]
+judged, model, steps, precision, seconds, work, train_flags, batch, steps_scored = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
 # This run's points only: an earlier, interrupted run in the same WORK may have left others.
-every = int(steps) // int(count)
-points = [json.load(open(f"{work}/evaluation_{model}/{step}.json")) | {"step": step}
-          for step in range(every, int(steps) + 1, every)]
+points = [json.load(open(f"{work}/evaluation_{model}/{step}.json")) | {"step": int(step)}
+          for step in steps_scored.split()]
 with open(f"{work}/run_{model}/train_seconds") as f:
     train_seconds = int(f.read())
 print(json.dumps({"model": model, "steps": int(steps), "batch": int(batch), "precision": precision,
