@@ -11,8 +11,9 @@ typical faces; 0: the average face), and it has two more, for style mixing and l
   mapping          z: float32 [N, z_dim], truncation -> w: float32 [N, w_dim]
   synthesis        ws: float32 [N, num_ws, w_dim]    -> images: float32 [N, H, W, 3] in [-1, 1]
 (ws[:, i] styles the i-th layer; serving_default(z) == synthesis(mapping(z) repeated num_ws
-times); mapping(z, truncation=0) is w_avg). Exported StyleGAN images use the per-pixel noise
-stored with the weights, so the same z or ws always gives the same image.
+times); mapping(z, truncation=0) is w_avg). Each exported StyleGAN image gets per-pixel noise
+drawn from its own styles (stylegan.StyleLayer.styled_noise), so the same z or ws always gives
+the same image.
 The generator is the run's moving average G_ema (generators.py).
 """
 from __future__ import annotations
@@ -106,7 +107,7 @@ class StyleSampler(tf.Module):
 
     @tf.function
     def synthesis(self, ws):
-        images = self.generator.synthesis(ws, noise="const")
+        images = self.generator.synthesize(ws)
         return {"images": tf.clip_by_value(images, -1.0, 1.0)}
 
     @tf.function

@@ -41,6 +41,7 @@ SQRT2 = math.sqrt(2.0)
 W_AVG_BETA = 0.995  # w_avg tracks the mean w with this decay (the paper's)
 PL_INTERVAL = 4  # path-length penalty every this many steps (the paper's)
 PL_DECAY = 0.01  # of the running mean path length
+STYLED_NOISE_MAPS = 16  # shifted copies of a layer's noise_const that styled noise mixes
 
 
 def widths(image_size: int, channel_base: int, most: int) -> dict[int, int]:
@@ -189,8 +190,8 @@ class ModulatedConv2D(keras.layers.Layer):
 class StyleLayer(keras.layers.Layer):
     """Modulated 3x3 convolution, per-pixel noise of learned strength, bias, leaky ReLU.
 
-    noise: "random" (training), "const" (a fixed noise image stored with the weights, so that
-    exported images depend on z or ws alone) or "none"."""
+    noise: "random" (training), "styled" (each image its own noise, a function of its style:
+    styled_noise; what G_ema's images and export use) or "none"."""
 
     def __init__(self, filters: int, resolution: int, up: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -199,6 +200,14 @@ class StyleLayer(keras.layers.Layer):
 
     def build(self, input_shape):
         self.conv.build(input_shape)
+        # styled_noise's fixed shifts (distinct, none zero) and mixing projection: constants,
+        # the same in every run and numpy version (RandomState's streams are frozen), drawn by
+        # their own generator so that no weight's start changes.
+        rng = np.random.RandomState(2 * self.resolution + int(self.up))
+        shifts = 1 + rng.choice(self.resolution ** 2 - 1, STYLED_NOISE_MAPS - 1, replace=False)
+        self.noise_shifts = tuple((int(i) // self.resolution, int(i) % self.resolution)
+                                  for i in shifts)
+        self.noise_mixing = rng.randn(input_shape[1][-1], STYLED_NOISE_MAPS).astype(np.float32)
         self.noise_strength = self.add_weight(name="noise_strength", shape=(),
                                               initializer="zeros")
         self.noise_const = self.add_weight(
@@ -206,7 +215,8 @@ class StyleLayer(keras.layers.Layer):
             initializer=keras.initializers.RandomNormal(0.0, 1.0), trainable=False)
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
-    def call(self, inputs, noise: str = "random", seed: tf.Tensor | None = None):
+    def call(self, inputs, noise: str = "random", seed: tf.Tensor | None = None,
+             w_avg: tf.Tensor | None = None):
         x = self.conv(inputs)
         dtype = x.dtype
         if noise == "random":
@@ -214,9 +224,37 @@ class StyleLayer(keras.layers.Layer):
             image = (tf.random.normal(shape) if seed is None
                      else tf.random.stateless_normal(shape, seed))
             x = x + tf.cast(image * self.noise_strength, dtype)
-        elif noise == "const":
-            x = x + tf.cast(self.noise_const * self.noise_strength, dtype)
+        elif noise == "styled":
+            x = x + tf.cast(self.styled_noise(inputs[1], w_avg) * self.noise_strength, dtype)
         return _leaky(x + tf.cast(self.bias, dtype))
+
+    def styled_noise(self, w: tf.Tensor, w_avg: tf.Tensor) -> tf.Tensor:
+        """[N, r, r, 1]: each image's noise, a function of its style w [N, w_dim] alone.
+
+        One stored noise image for every face (the paper's noise_mode="const") is not what G
+        trained on: it cost some of our 64 px runs a fifth of their FID and helped none
+        (benchmarks/README.md, "Each sample its own noise"). Here the noise is STYLED_NOISE_MAPS
+        shifted copies of noise_const, mixed with unit-norm weights taken from w - w_avg by a
+        fixed random projection: every pixel is unit normal, as in training; different faces get
+        nearly independent noise; and the same w always gets the same noise, a nearby w a nearby
+        one (so projections, edits and walks stay smooth, and serving_default(z) is
+        synthesis(mapping(z))). w = w_avg gets none."""
+        r = self.resolution
+        base = tf.cast(self.noise_const[0, :, :, 0], tf.float32)
+        maps = tf.stack([base] + [_roll(base, dy, dx) for dy, dx in self.noise_shifts])
+        offset = tf.cast(w, tf.float32) - tf.cast(w_avg, tf.float32)
+        # No gradient: a projection fits the style and the noise follows it (the weights' slope
+        # grows without bound near w_avg, where the w projector starts).
+        weights = tf.stop_gradient(
+            tf.math.l2_normalize(tf.matmul(offset, self.noise_mixing), axis=-1))
+        return tf.reshape(tf.matmul(weights, tf.reshape(maps, [STYLED_NOISE_MAPS, r * r])),
+                          [-1, r, r, 1])
+
+
+def _roll(x: tf.Tensor, dy: int, dx: int) -> tf.Tensor:
+    """tf.roll of a 2-D x by constants, as slices and concats (plain ops for tf2onnx)."""
+    x = tf.concat([x[-dy:], x[:-dy]], axis=0) if dy else x
+    return tf.concat([x[:, -dx:], x[:, :-dx]], axis=1) if dx else x
 
 
 class ToRGB(keras.layers.Layer):
@@ -289,7 +327,11 @@ class SynthesisNetwork(keras.Model):
         self.layers_ = tuple(layers)  # a tuple: see models.ResnetGenerator
         self.to_rgb = tuple(to_rgb)
 
-    def call(self, ws, noise: str = "random", seed: tf.Tensor | None = None):
+    def call(self, ws, noise: str = "random", seed: tf.Tensor | None = None,
+             w_avg: tf.Tensor | None = None):
+        """noise: StyleLayer's; "styled" needs the mapping's w_avg (StyleGenerator.synthesize)."""
+        if noise == "styled" and w_avg is None:
+            raise ValueError('noise="styled" needs w_avg: call StyleGenerator.synthesize')
         ws = tf.cast(ws, self.compute_dtype)
         n = tf.shape(ws)[0]
         x = tf.tile(tf.cast(self.const, self.compute_dtype), [n, 1, 1, 1])
@@ -297,12 +339,13 @@ class SynthesisNetwork(keras.Model):
         def seed_of(i):  # each layer its own noise, all from the one seed
             return None if seed is None else seed + tf.constant([0, 1], tf.int64) * (i + 1)
 
-        x = self.layers_[0]((x, ws[:, 0]), noise=noise, seed=seed_of(0))
+        x = self.layers_[0]((x, ws[:, 0]), noise=noise, seed=seed_of(0), w_avg=w_avg)
         rgb = self.to_rgb[0]((x, ws[:, 1]))
         for block, to_rgb in enumerate(self.to_rgb[1:]):
             i = 1 + 2 * block  # ws index of this block's first convolution
-            x = self.layers_[i]((x, ws[:, i]), noise=noise, seed=seed_of(i))
-            x = self.layers_[i + 1]((x, ws[:, i + 1]), noise=noise, seed=seed_of(i + 1))
+            x = self.layers_[i]((x, ws[:, i]), noise=noise, seed=seed_of(i), w_avg=w_avg)
+            x = self.layers_[i + 1]((x, ws[:, i + 1]), noise=noise, seed=seed_of(i + 1),
+                                    w_avg=w_avg)
             rgb = upsample(rgb) + to_rgb((x, ws[:, i + 2]))
         return tf.cast(rgb, tf.float32)
 
@@ -335,9 +378,14 @@ class StyleGenerator(keras.Model):
         """w [N, w_dim] -> ws [N, num_ws, w_dim]: the same style for every layer."""
         return tf.tile(w[:, tf.newaxis], [1, self.num_ws, 1])
 
-    def call(self, z, truncation: float | tf.Tensor = 1.0, noise: str = "const",
+    def call(self, z, truncation: float | tf.Tensor = 1.0, noise: str = "styled",
              training=False):
-        return self.synthesis(self.broadcast(self.mapping(z, truncation=truncation)), noise=noise)
+        return self.synthesize(self.broadcast(self.mapping(z, truncation=truncation)), noise)
+
+    def synthesize(self, ws: tf.Tensor, noise: str = "styled") -> tf.Tensor:
+        """Images of styles ws [N, num_ws, w_dim]; noise as StyleLayer's, by default each
+        image's styled noise, so the same ws always make the same image."""
+        return self.synthesis(ws, noise=noise, w_avg=self.mapping.w_avg)
 
 
 class StyleDiscriminator(keras.Model):

@@ -156,7 +156,7 @@ def test_truncation_zero_gives_the_average_w_image():
     G(tf.zeros([1, 8]))
     G.mapping.w_avg.assign(tf.random.normal([8]))
     images = G(tf.random.normal([3, 8]), truncation=0.0)
-    average = G.synthesis(G.broadcast(G.mapping.w_avg[tf.newaxis]), noise="const")
+    average = G.synthesize(G.broadcast(G.mapping.w_avg[tf.newaxis]))
     np.testing.assert_allclose(images.numpy(), np.repeat(average.numpy(), 3, axis=0), atol=1e-5)
 
 
@@ -559,3 +559,26 @@ def test_mirrored_bf16_training_with_both_regularisers(faces, tmp_path):
     assert pl_mean > 0
     r1 = [float(v) for v in [l for l in result.stdout.splitlines() if l.startswith("r1")][0].split()[1:]]
     assert r1[0] > 0 and r1[1] > 0 and r1[2] == pytest.approx(r1[1], rel=1e-5)
+
+
+def test_styled_noise_is_each_images_own_unit_normal_and_smooth_in_its_style():
+    from cyclegan_tf.stylegan import StyleGenerator
+    G = StyleGenerator(32, z_dim=32, channel_base=64, channel_max=8, mapping_layers=2)
+    G(tf.zeros([1, 32]))
+    w_avg = G.mapping.w_avg
+    w_avg.assign(tf.random.normal([32]))
+    layer = G.synthesis.layers_[-1]  # 32 px
+    w = w_avg + tf.random.normal([64, 32])
+    noise = layer.styled_noise(w, w_avg).numpy()
+    assert noise.shape == (64, 32, 32, 1)
+    assert abs(noise.mean()) < 0.1 and abs(noise.std() - 1.0) < 0.1  # as in training
+    # the image's own: the same w alone, outside its batch, gets the same noise
+    np.testing.assert_allclose(layer.styled_noise(w[5:6], w_avg).numpy(), noise[5:6], atol=1e-5)
+    # other faces get nearly independent noise (one stored noise image would correlate 1)
+    correlation = np.corrcoef(noise.reshape(64, -1))[np.triu_indices(64, 1)]
+    assert np.abs(correlation).mean() < 0.3
+    # a nearby w gets a nearby noise: projections and edits stay smooth
+    near = layer.styled_noise(w[:1] + 1e-3 * tf.random.normal([1, 32]), w_avg).numpy()
+    assert np.abs(near - noise[:1]).max() < 0.05
+    # the average face gets none
+    assert np.abs(layer.styled_noise(w_avg[tf.newaxis], w_avg).numpy()).max() == 0.0
