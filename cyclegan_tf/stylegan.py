@@ -241,7 +241,7 @@ class StyleLayer(keras.layers.Layer):
         synthesis(mapping(z))). w = w_avg gets none."""
         r = self.resolution
         base = tf.cast(self.noise_const[0, :, :, 0], tf.float32)
-        maps = tf.stack([base] + [_roll(base, dy, dx) for dy, dx in self.noise_shifts])
+        maps = tf.stack([base] + [tf.roll(base, shift, [0, 1]) for shift in self.noise_shifts])
         offset = tf.cast(w, tf.float32) - tf.cast(w_avg, tf.float32)
         # No gradient: a projection fits the style and the noise follows it (the weights' slope
         # grows without bound near w_avg, where the w projector starts).
@@ -249,12 +249,6 @@ class StyleLayer(keras.layers.Layer):
             tf.math.l2_normalize(tf.matmul(offset, self.noise_mixing), axis=-1))
         return tf.reshape(tf.matmul(weights, tf.reshape(maps, [STYLED_NOISE_MAPS, r * r])),
                           [-1, r, r, 1])
-
-
-def _roll(x: tf.Tensor, dy: int, dx: int) -> tf.Tensor:
-    """tf.roll of a 2-D x by constants, as slices and concats (plain ops for tf2onnx)."""
-    x = tf.concat([x[-dy:], x[:-dy]], axis=0) if dy else x
-    return tf.concat([x[:, -dx:], x[:, :-dx]], axis=1) if dx else x
 
 
 class ToRGB(keras.layers.Layer):
