@@ -350,8 +350,10 @@ def upsample(x: tf.Tensor) -> tf.Tensor:
     up-convolution, so every resolution's RGB output lines up; inside the border it is bilinear
     upsampling."""
     n, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
-    x = tf.reshape(x, [n, h, 1, w, 1, c])
-    x = tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 0], [0, 1], [0, 0]])
+    # Zeros after each column, then after each row, as two 4-D pads: LiteRT has no pad of a 6-D
+    # tensor (the one-step [n, h, 1, w, 1, c] form), so --formats tflite failed on a StyleGAN.
+    x = tf.pad(tf.reshape(x, [n * h, w, 1, c]), [[0, 0], [0, 0], [0, 1], [0, 0]])
+    x = tf.pad(tf.reshape(x, [n, h, 1, 2 * w * c]), [[0, 0], [0, 0], [0, 1], [0, 0]])
     return blur(tf.reshape(x, [n, 2 * h, 2 * w, c]), gain=4.0, pad=(2, 1))
 
 

@@ -48,7 +48,7 @@ def style_run(faces, tmp_path_factory):
                         "--diff_augment=color,translation,cutout")
     assert result.returncode == 0, result.stderr
     result = run_script("export_graph.py", f"--checkpoint_dir={run_dir}",
-                        f"--generator_model={export_dir}")
+                        f"--generator_model={export_dir}", "--formats=saved_model,onnx,tflite")
     assert result.returncode == 0, result.stderr
     return {"run": run_dir, "export": export_dir, "root": root}
 
@@ -232,6 +232,14 @@ def test_trained_run_resumes_and_exports_mapping_and_synthesis_that_compose(styl
     sample = loaded.signatures["sample"](seed=tf.constant(3, tf.int64), count=tf.constant(2),
                                          truncation=tf.constant(1.0))["images"]
     assert sample.dtype == tf.uint8 and sample.shape == (2, 32, 32, 3)
+
+    # ONNX and LiteRT make serving_default's images (truncation 1) from the same z.
+    from cyclegan_tf import portable
+    expected = loaded.signatures["serving_default"](z=z, truncation=tf.constant(1.0))["images"]
+    for name, runner in (("onnx", portable.onnx_runner), ("tflite", portable.tflite_runner)):
+        got = runner(os.path.join(style_run["export"], portable.FILE_NAMES[name]))(z.numpy())
+        assert got.shape == (2, 32, 32, 3)
+        assert np.abs(got - expected.numpy()).max() < 1e-3, name
 
 
 def test_projection_lowers_its_distance_in_every_space(style_run, faces):
