@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:
@@ -136,7 +137,14 @@ def write_tflite(generator: "keras.Model", path: str) -> str:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], generator)
     # Built-in ops only: a TF op without a LiteRT kernel fails here instead of needing Flex.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    content = converter.convert()
+    try:
+        content = converter.convert()
+    except Exception as e:  # tf.lite's ConverterError: pages of MLIR, the op names inside
+        from cyclegan_tf.errors import ExportError
+        ops = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op", str(e))))
+        raise ExportError(f"LiteRT cannot convert this generator (TF ops without a LiteRT kernel: "
+                          f"{', '.join(ops) or str(e).splitlines()[0]}); nothing was exported: "
+                          f"leave tflite out of --formats (e.g. saved_model,onnx)") from e
     with open(path, "wb") as f:
         f.write(content)
     return path

@@ -111,3 +111,23 @@ def test_missing_extra_names_the_install_command(trained_run, tmp_path, monkeypa
         portable.onnx_runner("model.onnx")
     with pytest.raises(export.ExportError, match=r'ai_edge_litert.*pip install -e "\.\[export\]"'):
         portable.tflite_runner("model.tflite")
+
+
+def test_an_op_litert_lacks_is_a_clear_error_naming_it(tmp_path):
+    """A 6-D pad has no LiteRT kernel (StyleGAN's upsampling once had one): the converter's pages
+    of MLIR become one ExportError naming the op and the formats that still work."""
+    import keras
+    import tensorflow as tf
+    from cyclegan_tf import export, portable
+
+    class SixDimPad(keras.Model):
+        z_dim = 4
+
+        def call(self, z):
+            x = tf.reshape(z, [-1, 2, 1, 2, 1, 1])
+            x = tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 0], [0, 1], [0, 0]])
+            return tf.tile(tf.reshape(x, [-1, 4, 4, 1]), [1, 1, 1, 3])
+
+    with pytest.raises(export.ExportError, match=r"tf\.Pad.*--formats \(e\.g\. saved_model,onnx\)"):
+        portable.write_tflite(SixDimPad(), str(tmp_path / "model.tflite"))
+    assert not os.listdir(tmp_path)
