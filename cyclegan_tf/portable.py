@@ -117,11 +117,25 @@ def _function_for(generator: "keras.Model"):
 def write_onnx(generator: "keras.Model", path: str) -> str:
     """Converts the generator with tf2onnx (opset 17) into an ONNX file at path."""
     tf2onnx = _require("tf2onnx", "ONNX export")
-    _require("onnx", "ONNX export")
+    onnx = _require("onnx", "ONNX export")
+    from cyclegan_tf.errors import ExportError
     function = _function_for(generator)
-    # The returned model_proto is written by tf2onnx itself (output_path).
-    tf2onnx.convert.from_function(function, input_signature=function.input_signature,
-                                  opset=ONNX_OPSET, output_path=path)
+    try:
+        model, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
+                                                 opset=ONNX_OPSET)
+    except Exception as e:
+        raise ExportError(f"tf2onnx cannot convert this generator ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); nothing was exported: "
+                          f"leave onnx out of --formats (e.g. saved_model,tflite)") from e
+    # tf2onnx's Python API keeps a TF op it has no mapping for as a node of that name and only
+    # logs it: the file would be written and fail in every ONNX runtime. Refuse it here instead.
+    unmapped = sorted({node.op_type for node in model.graph.node
+                       if not onnx.defs.has(node.op_type, node.domain)})
+    if unmapped:
+        raise ExportError(f"ONNX has no op for this generator's TF ops {', '.join(unmapped)} "
+                          f"(opset {ONNX_OPSET}); nothing was exported: leave onnx out of "
+                          f"--formats (e.g. saved_model,tflite)")
+    onnx.save_model(model, path)
     return path
 
 

@@ -131,3 +131,22 @@ def test_an_op_litert_lacks_is_a_clear_error_naming_it(tmp_path):
     with pytest.raises(export.ExportError, match=r"tf\.Pad.*--formats \(e\.g\. saved_model,onnx\)"):
         portable.write_tflite(SixDimPad(), str(tmp_path / "model.tflite"))
     assert not os.listdir(tmp_path)
+
+
+def test_an_op_onnx_lacks_is_a_clear_error_and_no_file(tmp_path):
+    """tf2onnx's Python API only logs a TF op it cannot map and writes the file anyway, which no
+    ONNX runtime can then load: the export refuses it, naming the op, and writes nothing."""
+    import keras
+    import tensorflow as tf
+    from cyclegan_tf import export, portable
+
+    class SingularValues(keras.Model):
+        z_dim = 4
+
+        def call(self, z):
+            s = tf.linalg.svd(tf.reshape(z, [-1, 2, 2]), compute_uv=False)  # ONNX has no Svd
+            return tf.tile(tf.reshape(tf.tile(s, [1, 8]), [-1, 4, 4, 1]), [1, 1, 1, 3])
+
+    with pytest.raises(export.ExportError, match=r"Svd.*--formats \(e\.g\. saved_model,tflite\)"):
+        portable.write_onnx(SingularValues(), str(tmp_path / "model.onnx"))
+    assert not os.listdir(tmp_path)
