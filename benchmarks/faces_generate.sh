@@ -7,7 +7,9 @@
 # Knobs (environment): MODEL=dcgan (or wgangp) STEPS=4000 SIZE=64 NGF=64 NDF=64 BATCH=64
 # PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500 POINTS=5 TRAIN_FLAGS=
 # (more train.py flags, e.g. "--channel_base 1024"). The training set is all of trainA + trainB
-# (5000 crops), and FID/KID compare 500 samples with all of it.
+# (5000 crops), and FID/KID compare 500 samples with all of it along the run; at the end, FINAL_SEEDS=8
+# sets of FINAL_SAMPLES=5000 samples (as many as the crops) give FID/KID's mean and standard error,
+# which separate runs that 500 samples cannot (FINAL_SEEDS=0 skips them).
 # FID_WEIGHTS=classify_image_graph_def.pb (or inception-2015-12-05.tgz) gives the standard FID;
 # without it, FID_NETWORK=inception uses Keras' InceptionV3 (downloaded), and the default, face,
 # MTCNN's face network, which needs no download but is not FID (see cyclegan_tf/features.py).
@@ -60,21 +62,43 @@ done
 "$PY" inference.py --model "$WORK/$MODEL" --num 64 --seed 1 --output "$WORK/grid_$MODEL.png" >&2
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
+final_seeds=$(seq 0 $((${FINAL_SEEDS:-8} - 1)))
+for seed in $final_seeds; do  # not in wall_seconds, which stays comparable with earlier runs
+  "$PY" evaluate.py --checkpoint_dir "$WORK/run_$MODEL" --step "$STEPS" --X "$WORK/faces_*.tfrecords" \
+    --num "${FINAL_SAMPLES:-5000}" --seed "$seed" --fid_network "$FID_NETWORK" \
+    ${FID_WEIGHTS:+--fid_weights "$FID_WEIGHTS"} --batch_size 64 \
+    --output_dir "$WORK/evaluation_$MODEL/final_$seed" | tail -1 > "$WORK/evaluation_$MODEL/final_$seed.json"
+done
 "$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" \
-  "$BATCH" "$points" <<'EOF'
-import json, sys
-judged, model, steps, precision, seconds, work, train_flags, batch, steps_scored = sys.argv[1:]
+  "$BATCH" "$points" "$final_seeds" "${FINAL_SAMPLES:-5000}" <<'EOF'
+import json, statistics, sys
+(judged, model, steps, precision, seconds, work, train_flags, batch, steps_scored, final_seeds,
+ final_samples) = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
 # This run's points only: an earlier, interrupted run in the same WORK may have left others.
 points = [json.load(open(f"{work}/evaluation_{model}/{step}.json")) | {"step": int(step)}
           for step in steps_scored.split()]
 with open(f"{work}/run_{model}/train_seconds") as f:
     train_seconds = int(f.read())
+final = [json.load(open(f"{work}/evaluation_{model}/final_{seed}.json")) for seed in final_seeds.split()]
+
+
+def mean_and_error(values: list[float], digits: int) -> list[float]:
+    """The mean and its standard error over the sample sets."""
+    error = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+    return [round(statistics.mean(values), digits), error and round(error, digits)]
+
+
+end = {"fid_kid_end": {"samples": int(final_samples), "seeds": len(final),
+                       "fid_per_seed": [round(m["fid"], 4) for m in final],
+                       "fid_mean_and_error": mean_and_error([m["fid"] for m in final], 4),
+                       "kid_mean_and_error": mean_and_error([m["kid"] for m in final], 6)}
+       } if final else {}
 print(json.dumps({"model": model, "steps": int(steps), "batch": int(batch), "precision": precision,
                   **({"train_flags": train_flags} if train_flags else {}),
                   "samples": judge["images"], "face_rate": judge["face_rate"],
                   "feature_network": points[-1]["feature_network"],
                   "fid_kid_along_run": [[p["step"], round(p["fid"], 4), round(p["kid"], 5)]
-                                        for p in points],
+                                        for p in points], **end,
                   "train_seconds": train_seconds, "wall_seconds": int(seconds)}))
 EOF
