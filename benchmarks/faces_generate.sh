@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # New faces from noise, end to end as a user runs it: build_data (one domain) -> train.py --model
-# dcgan|wgangp (64 px) -> evaluate.py (FID/KID at POINTS checkpoints along the run) ->
-# export_graph --generator_model -> inference (500 samples) -> an independent face detector.
-# Prints one JSON line: the face rate of the samples, FID/KID along the run, the times.
+# dcgan|wgangp|stylegan (64 px) -> evaluate.py (FID/KID at POINTS checkpoints along the run) ->
+# export_graph --generator_model -> inference (500 samples) -> an independent face detector ->
+# evaluate.py again at the end, with more samples and several seeds.
+# Prints one JSON line: the face rate of the samples, FID/KID along the run and at the end, the
+# times.
 #   bash benchmarks/faces_generate.sh            # FACES=../shared/data/faces WORK=/tmp/faces_generate
-# Knobs (environment): MODEL=dcgan (or wgangp) STEPS=4000 SIZE=64 NGF=64 NDF=64 BATCH=64
+# Knobs (environment): MODEL=dcgan (or wgangp, stylegan) STEPS=4000 SIZE=64 NGF=64 NDF=64 BATCH=64
 # PRECISION=auto (bf16 where the CPU computes it natively) SAMPLES=500 POINTS=5 TRAIN_FLAGS=
 # (more train.py flags, e.g. "--channel_base 1024"). The training set is all of trainA + trainB
 # (5000 crops), and FID/KID compare 500 samples with all of it along the run; at the end, FINAL_SEEDS=8
@@ -63,6 +65,7 @@ done
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
 final_seeds=$(seq 0 $((${FINAL_SEEDS:-8} - 1)))
+end_start=$(date +%s)
 for seed in $final_seeds; do  # not in wall_seconds, which stays comparable with earlier runs
   "$PY" evaluate.py --checkpoint_dir "$WORK/run_$MODEL" --step "$STEPS" --X "$WORK/faces_*.tfrecords" \
     --num "${FINAL_SAMPLES:-5000}" --seed "$seed" --fid_network "$FID_NETWORK" \
@@ -70,10 +73,10 @@ for seed in $final_seeds; do  # not in wall_seconds, which stays comparable with
     --output_dir "$WORK/evaluation_$MODEL/final_$seed" | tail -1 > "$WORK/evaluation_$MODEL/final_$seed.json"
 done
 "$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" \
-  "$BATCH" "$points" "$final_seeds" "${FINAL_SAMPLES:-5000}" <<'EOF'
+  "$BATCH" "$points" "$final_seeds" "${FINAL_SAMPLES:-5000}" "$(($(date +%s) - end_start))" <<'EOF'
 import json, statistics, sys
 (judged, model, steps, precision, seconds, work, train_flags, batch, steps_scored, final_seeds,
- final_samples) = sys.argv[1:]
+ final_samples, end_seconds) = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
 # This run's points only: an earlier, interrupted run in the same WORK may have left others.
 points = [json.load(open(f"{work}/evaluation_{model}/{step}.json")) | {"step": int(step)}
@@ -83,8 +86,8 @@ with open(f"{work}/run_{model}/train_seconds") as f:
 final = [json.load(open(f"{work}/evaluation_{model}/final_{seed}.json")) for seed in final_seeds.split()]
 
 
-def mean_and_error(values: list[float], digits: int) -> list[float]:
-    """The mean and its standard error over the sample sets."""
+def mean_and_error(values: list[float], digits: int) -> list[float | None]:
+    """The mean and its standard error over the sample sets (None for one set)."""
     error = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
     return [round(statistics.mean(values), digits), error and round(error, digits)]
 
@@ -92,7 +95,8 @@ def mean_and_error(values: list[float], digits: int) -> list[float]:
 end = {"fid_kid_end": {"samples": int(final_samples), "seeds": len(final),
                        "fid_per_seed": [round(m["fid"], 4) for m in final],
                        "fid_mean_and_error": mean_and_error([m["fid"] for m in final], 4),
-                       "kid_mean_and_error": mean_and_error([m["kid"] for m in final], 6)}
+                       "kid_mean_and_error": mean_and_error([m["kid"] for m in final], 6),
+                       "seconds": int(end_seconds)}
        } if final else {}
 print(json.dumps({"model": model, "steps": int(steps), "batch": int(batch), "precision": precision,
                   **({"train_flags": train_flags} if train_flags else {}),
