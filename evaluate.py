@@ -9,9 +9,11 @@ A CycleGAN, on test images of X and Y: cycle and identity L1, FID and KID.
 Writes metrics.json, grid_X.png (x, G(x), F(G(x))), grid_Y.png (y, F(y), G(F(y))) and the
 translations (XtoY/, YtoX/) into --output_dir.
 
-A generator (DCGAN, WGAN-GP), against real images: FID and KID of --num samples.
+A generator (DCGAN, WGAN-GP, StyleGAN), against real images: FID and KID of --num samples.
   python evaluate.py --model pretrained/faces --X data/tfrecords/faces.tfrecords --num 500
   python evaluate.py --checkpoint_dir checkpoints/faces --step 2000 --X data/faces/test
+  python evaluate.py --model pretrained/faces --X data/tfrecords/faces.tfrecords --num 5000 \
+      --sample_sets 8          # the mean of 8 sets and its standard error: to compare two models
 Writes metrics.json and samples.png.
 
 Both print the metrics as one JSON line. FID/KID use the network metrics.json names
@@ -43,6 +45,9 @@ flags.DEFINE_integer("image_size", 0, "if > 0, resize test images to this square
 flags.DEFINE_integer("limit", 0, "if > 0, use at most this many images of each domain")
 flags.DEFINE_integer("num", 500, "generators: samples scored")
 flags.DEFINE_integer("seed", 0, "generators: the samples' seed (as inference.py --seed)")
+flags.DEFINE_integer("sample_sets", 1, "generators: score this many sets of --num samples "
+                                       "(seeds SEED, SEED+1, ...) and report their mean FID/KID "
+                                       "with its standard error")
 flags.DEFINE_integer("step", None, "generators: score this checkpoint of --checkpoint_dir "
                                    "(default: the latest)")
 flags.DEFINE_string("output_dir", "", "where results go (default: CHECKPOINT_DIR/evaluation "
@@ -74,11 +79,15 @@ def main(argv):
         if not FLAGS[name].value:
             raise ConfigError(f"--{name} is required: the {'real' if generator else 'test'} "
                               f"images of {name} (a folder of images, or tfrecords)")
+    if FLAGS.sample_sets != 1 and not generator:
+        raise ConfigError("--sample_sets scores a generator's samples (--model or a generator "
+                          "run's --checkpoint_dir); a CycleGAN is scored on its test images once")
     if generator and not FLAGS.fid:
         raise ConfigError("a generator is scored by FID and KID: leave out --nofid")
     if FLAGS.step is not None and not (run and generator):
-        raise ConfigError("--step picks a checkpoint of a generator run (dcgan, wgangp): give its "
-                          f"--checkpoint_dir{'; ' + run + ' is a CycleGAN run' if run else ''}")
+        raise ConfigError("--step picks a checkpoint of a generator run (dcgan, wgangp, "
+                          "stylegan): give its --checkpoint_dir"
+                          f"{'; ' + run + ' is a CycleGAN run' if run else ''}")
     # Checked before the slow parts, so a bad output or a missing file fails in seconds.
     name = "evaluation" if FLAGS.step is None else f"evaluation-{FLAGS.step}"
     output_dir = FLAGS.output_dir or os.path.join(run or ".", name)
@@ -90,7 +99,8 @@ def main(argv):
     if generator:
         model = sampling.ImageGenerator.load(FLAGS.model or run, FLAGS.step)
         metrics = evaluation.evaluate_generator(
-            model, x_images, output_dir, num=FLAGS.num, seed=FLAGS.seed, features=network,
+            model, x_images, output_dir, num=FLAGS.num, seed=FLAGS.seed,
+            sample_sets=FLAGS.sample_sets, features=network,
             batch_size=FLAGS.batch_size, log=_log, inputs=inputs)
     else:
         y_images = evaluation.load_images(FLAGS.Y, FLAGS.image_size, FLAGS.limit, _log)

@@ -64,18 +64,18 @@ done
 "$PY" inference.py --model "$WORK/$MODEL" --num 64 --seed 1 --output "$WORK/grid_$MODEL.png" >&2
 judged=$(bash "$JUDGE" "$WORK/samples_$MODEL" --detect)
 end=$(date +%s)
-final_seeds=$(seq 0 $((${FINAL_SEEDS:-8} - 1)))
+final_sets=${FINAL_SEEDS:-8}
 end_start=$(date +%s)
-for seed in $final_seeds; do  # not in wall_seconds, which stays comparable with earlier runs
+if [ "$final_sets" -gt 0 ]; then  # not in wall_seconds, which stays comparable with earlier runs
   "$PY" evaluate.py --checkpoint_dir "$WORK/run_$MODEL" --step "$STEPS" --X "$WORK/faces_*.tfrecords" \
-    --num "${FINAL_SAMPLES:-5000}" --seed "$seed" --fid_network "$FID_NETWORK" \
+    --num "${FINAL_SAMPLES:-5000}" --sample_sets "$final_sets" --fid_network "$FID_NETWORK" \
     ${FID_WEIGHTS:+--fid_weights "$FID_WEIGHTS"} --batch_size 64 \
-    --output_dir "$WORK/evaluation_$MODEL/final_$seed" | tail -1 > "$WORK/evaluation_$MODEL/final_$seed.json"
-done
+    --output_dir "$WORK/evaluation_$MODEL/final" | tail -1 > "$WORK/evaluation_$MODEL/final.json"
+fi
 "$PY" - "$judged" "$MODEL" "$STEPS" "$PRECISION" "$((end - start))" "$WORK" "${TRAIN_FLAGS:-}" \
-  "$BATCH" "$points" "$final_seeds" "${FINAL_SAMPLES:-5000}" "$(($(date +%s) - end_start))" <<'EOF'
-import json, statistics, sys
-(judged, model, steps, precision, seconds, work, train_flags, batch, steps_scored, final_seeds,
+  "$BATCH" "$points" "$final_sets" "${FINAL_SAMPLES:-5000}" "$(($(date +%s) - end_start))" <<'EOF'
+import json, sys
+(judged, model, steps, precision, seconds, work, train_flags, batch, steps_scored, final_sets,
  final_samples, end_seconds) = sys.argv[1:]
 judge = json.loads(judged.strip().splitlines()[-1])
 # This run's points only: an earlier, interrupted run in the same WORK may have left others.
@@ -83,19 +83,20 @@ points = [json.load(open(f"{work}/evaluation_{model}/{step}.json")) | {"step": i
           for step in steps_scored.split()]
 with open(f"{work}/run_{model}/train_seconds") as f:
     train_seconds = int(f.read())
-final = [json.load(open(f"{work}/evaluation_{model}/final_{seed}.json")) for seed in final_seeds.split()]
+final = json.load(open(f"{work}/evaluation_{model}/final.json")) if int(final_sets) else None
 
 
-def mean_and_error(values: list[float], digits: int) -> list[float | None]:
+def mean_and_error(name: str, digits: int) -> list[float | None]:
     """The mean and its standard error over the sample sets (None for one set)."""
-    error = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
-    return [round(statistics.mean(values), digits), error and round(error, digits)]
+    error = final.get(f"{name}_error")
+    return [round(final[name], digits), error and round(error, digits)]
 
 
-end = {"fid_kid_end": {"samples": int(final_samples), "seeds": len(final),
-                       "fid_per_seed": [round(m["fid"], 4) for m in final],
-                       "fid_mean_and_error": mean_and_error([m["fid"] for m in final], 4),
-                       "kid_mean_and_error": mean_and_error([m["kid"] for m in final], 6),
+end = {"fid_kid_end": {"samples": int(final_samples), "seeds": int(final_sets),
+                       "fid_per_seed": [round(f, 4) for f in final.get("fid_per_set",
+                                                                       [final["fid"]])],
+                       "fid_mean_and_error": mean_and_error("fid", 4),
+                       "kid_mean_and_error": mean_and_error("kid", 6),
                        "seconds": int(end_seconds)}
        } if final else {}
 print(json.dumps({"model": model, "steps": int(steps), "batch": int(batch), "precision": precision,

@@ -8,12 +8,13 @@ so tests can pass fakes. Metrics, all computed on the images as given (see load_
   fid_XtoY, kid_XtoY  G(X) against the real Y               fid_YtoX, kid_YtoX  F(Y) against real X
   fid_X_Y, kid_X_Y    real X against real Y: the "nothing learned" reference for the two above
 
-A generator (DCGAN, WGAN-GP) is scored by evaluate_generator: FID and KID of its samples against
-real images. FID and KID are computed in the features of the network features.py names in every
+A generator (DCGAN, WGAN-GP, StyleGAN) is scored by evaluate_generator: FID and KID of its
+samples against real images (optionally the mean of several sample sets, with its standard
+error). FID and KID are computed in the features of the network features.py names in every
 metrics.json ("feature_network"): the standard FID Inception graph when a user has it, else
 Keras' ImageNet InceptionV3, whose figures compare runs of this project with each other but never
-with published FID. FID is biased upwards on small sets (a few hundred images); KID is unbiased,
-so prefer it there.
+with published FID; or, offline, MTCNN's face network (--fid_network face). FID is biased upwards
+on small sets (a few hundred images); KID is unbiased, so prefer it there.
 """
 from __future__ import annotations
 
@@ -246,6 +247,17 @@ def _distances(feats_a: np.ndarray, feats_b: np.ndarray, name: str, n_kid_subset
     return metrics
 
 
+def _mean_and_error(sets: Sequence[dict]) -> dict:
+    """fid and kid of several sample sets: their means, standard errors and per-set figures."""
+    metrics: dict = {"sample_sets": len(sets)}
+    for name in ("fid", "kid"):
+        values = np.array([s[name] for s in sets])
+        metrics |= {name: float(values.mean()),
+                    f"{name}_error": float(values.std(ddof=1) / np.sqrt(len(values))),
+                    f"{name}_per_set": [float(v) for v in values]}
+    return metrics
+
+
 # -- evaluation ------------------------------------------------------------------------------------
 
 def _write_images(folder: str, names: Sequence[str], images: Sequence[np.ndarray]) -> None:
@@ -333,39 +345,58 @@ def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def evaluate_generator(generator: ImageGenerator, real_images: Images, output_dir: str, *,
-                       num: int = 500, seed: int = 0,
+                       num: int = 500, seed: int = 0, sample_sets: int = 1,
                        features: FeatureNetwork | Features | None = None,
                        fid_weights: str | None = None, fid_network: str = "inception",
                        batch_size: int = 64, n_kid_subsets: int = 100,
                        kid_subset_size: int = KID_SUBSET_SIZE, grid_size: int = 64,
                        log: Callable[[str], None] = print, inputs: Sequence[str] = ()) -> dict:
-    """Scores a generator (DCGAN, WGAN-GP): FID and KID of num samples against the real images.
+    """Scores a generator (DCGAN, WGAN-GP, StyleGAN): FID and KID of num samples against the real
+    images.
 
     generator: a sampling.ImageGenerator (an exported model, or a run folder at one of its steps).
     The samples are the ones `inference.py --num NUM --seed SEED` draws. Real images of another
     size are resized to the samples' size first (FID compares contents, not resolutions).
+    sample_sets > 1 scores that many sets of num samples (seeds SEED, SEED + 1, ...) against the
+    real features computed once: fid and kid are then the sets' means, fid_error and kid_error
+    their standard errors, and fid_per_set, kid_per_set the sets' own figures. The error is the
+    noise of sampling one model, so it tells two models apart; two training runs of one recipe
+    can differ by more.
     features, fid_network, fid_weights: as in evaluate. Writes metrics.json and samples.png (the
-    first grid_size samples) into output_dir, under the rules of evaluate.
+    first grid_size samples of the first set) into output_dir, under the rules of evaluate.
     """
-    if num < 2 or batch_size < 1:
-        raise ConfigError(f"--num must be >= 2 and --batch_size >= 1, got {num} and {batch_size}")
+    if num < 2 or batch_size < 1 or sample_sets < 1:
+        raise ConfigError(f"--num must be >= 2, --batch_size >= 1 and --sample_sets >= 1, got "
+                          f"{num}, {batch_size} and {sample_sets}")
     if features is None:  # first: missing weights fail before minutes of work
         features = feature_network(fid_network, fid_weights)
     real = [array for _, array in _named(real_images)]
     replaced = files.check_outputs([files.Output(output_dir, "folder")], inputs=inputs)
-    log(f"drawing {num} samples (seed {seed})")
-    samples = generator.generate(noise(seed, num, generator.z_dim), batch_size)
+
+    def draw(set_seed: int) -> np.ndarray:
+        log(f"drawing {num} samples (seed {set_seed})")
+        return generator.generate(noise(set_seed, num, generator.z_dim), batch_size)
+
+    samples = draw(seed)
+    first = samples[:grid_size]
     height, width = samples.shape[1:3]
     real = [array if array.shape[:2] == (height, width) else _centre(array, height, width)
             for array in real]
-    log(f"computing FID/KID features of {num} samples and {len(real)} real images")
+    log(f"computing FID/KID features of {len(real)} real images")
+    real_features = np.stack(_batched(features, real, batch_size))
+    sets = []
+    for set_seed in range(seed, seed + sample_sets):
+        if set_seed != seed:
+            samples = draw(set_seed)
+        log(f"computing FID/KID features of {num} samples")
+        sets.append(_distances(np.stack(_batched(features, list(samples), batch_size)),
+                               real_features, "", n_kid_subsets, kid_subset_size,
+                               ("samples", "real")))
     metrics = {"num_samples": num, "num_real": len(real), "seed": seed, "image_size": int(height),
-               **_distances(np.stack(_batched(features, list(samples), batch_size)),
-                            np.stack(_batched(features, real, batch_size)), "",
-                            n_kid_subsets, kid_subset_size, ("samples", "real")),
+               **(sets[0] if sample_sets == 1 else _mean_and_error(sets)),
                "feature_network": getattr(features, "name", "custom")}
     with files.atomic_folder(output_dir) as folder:
-        grid(samples[:grid_size]).save(os.path.join(folder, "samples.png"))
+        grid(first).save(os.path.join(folder, "samples.png"))
         with open(os.path.join(folder, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
     log(f"{'replaced' if replaced else 'wrote'} {output_dir}")

@@ -157,6 +157,14 @@ def test_cli_reports_missing_weights(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 2, result.stderr
     assert "missing.h5 does not exist" in result.stderr and "--nofid" in result.stderr
+    # Sample sets are a generator's; a CycleGAN run is told so before anything loads.
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--X={folder}", f"--Y={folder}",
+         f"--checkpoint_dir={tmp_path / 'run'}", "--sample_sets=8"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2 and "--sample_sets scores a generator" in result.stderr, \
+        result.stderr
 
 
 # -- images and models ------------------------------------------------------------------------------
@@ -242,6 +250,40 @@ def test_kid_spread_is_reported_only_when_subsets_can_differ(tmp_path):
                          log=lambda _: None)
     assert "kid_std_note" not in spread
     assert spread["kid_X_Y_std"] > 0 and spread["kid_XtoY_std"] > 0
+
+
+class ColourGenerator:
+    """Stand-in for sampling.ImageGenerator: each z draws a flat 16 x 16 image of one colour."""
+    z_dim = 3
+
+    def generate(self, z, batch_size):
+        colours = 255 / (1 + np.exp(-2 * np.asarray(z)))
+        shape = (len(colours), 16, 16, 3)
+        return np.broadcast_to(colours[:, None, None, :], shape).astype(np.uint8)
+
+
+def test_generator_sample_sets_are_the_single_sets_averaged(tmp_path):
+    real = [a for _, a in demo_images("X", 12, size=32)]  # another size: centred and resized
+    score = lambda out, **kw: ev.evaluate_generator(  # noqa: E731
+        ColourGenerator(), real, str(tmp_path / out), num=20, features=tiny_features,
+        n_kid_subsets=5, kid_subset_size=6, log=lambda _: None, **kw)
+    single = [score(f"seed{seed}", seed=seed) for seed in (4, 5, 6)]
+    assert len({m["fid"] for m in single}) == 3  # each seed draws other samples
+    sets = score("sets", seed=4, sample_sets=3)
+    assert sets["sample_sets"] == 3 and sets["seed"] == 4 and sets["num_samples"] == 20
+    for name in ("fid", "kid"):
+        values = [m[name] for m in single]
+        assert sets[f"{name}_per_set"] == pytest.approx(values)
+        assert sets[name] == pytest.approx(np.mean(values))
+        assert sets[f"{name}_error"] == pytest.approx(np.std(values, ddof=1) / np.sqrt(3))
+    assert json.loads((tmp_path / "sets" / "metrics.json").read_text()) == sets
+    with Image.open(tmp_path / "sets" / "samples.png") as grid, \
+            Image.open(tmp_path / "seed4" / "samples.png") as first:
+        np.testing.assert_array_equal(np.asarray(grid), np.asarray(first))  # the first set's
+    assert "sample_sets" not in single[0]  # one set: the figures as before
+    with pytest.raises(ConfigError, match="--sample_sets >= 1"):
+        score("none", sample_sets=0)
+    assert not os.path.exists(tmp_path / "none")
 
 
 def test_evaluate_colour_swap_cycles_but_is_no_identity(tmp_path):

@@ -162,9 +162,11 @@ def test_faces_workflow_one_domain_dcgan_export_and_plain_tensorflow(faces, tmp_
         assert np.abs(got - expected.numpy()).max() < 1e-3, runner.__name__
 
     # evaluate.py scores the exported generator and the run's checkpoint alike, with the real
-    # offline face network, and names that network in its report.
+    # offline face network, and names that network in its report; --sample_sets 2 adds a
+    # second set of samples (seed 1) to the same first set.
     scores = []
-    for source in (["--model", model], ["--checkpoint_dir", run, "--step", "3"]):
+    for source in (["--model", model], ["--checkpoint_dir", run, "--step", "3",
+                                        "--sample_sets", "2"]):
         out = str(tmp_path / f"eval{len(scores)}")
         done = run_script("evaluate.py", *source, "--X", records, "--num", "6",
                           "--fid_network", "face", "--output_dir", out)
@@ -173,7 +175,10 @@ def test_faces_workflow_one_domain_dcgan_export_and_plain_tensorflow(faces, tmp_
         assert os.path.isfile(os.path.join(out, "samples.png"))
     assert scores[0]["feature_network"] == "mtcnn-onet" and scores[0]["num_samples"] == 6
     assert scores[0]["num_real"] == 16 and scores[0]["fid"] > 0
-    assert abs(scores[0]["fid"] - scores[1]["fid"]) < 1e-3  # the export is the run's G_ema
+    fid_sets = scores[1]["fid_per_set"]
+    assert abs(scores[0]["fid"] - fid_sets[0]) < 1e-3  # the export is the run's G_ema
+    assert fid_sets[1] != fid_sets[0] and scores[1]["fid_error"] > 0
+    assert abs(scores[1]["fid"] - sum(fid_sets) / 2) < 1e-9
     done = run_script("evaluate.py", "--checkpoint_dir", run, "--step", "2", "--X", records,
                       "--fid_network", "face", "--output_dir", str(tmp_path / "eval_step2"))
     assert done.returncode == 2 and "keeps steps 3" in done.stderr
