@@ -82,6 +82,9 @@ def main(argv):
     if FLAGS.sample_sets != 1 and not generator:
         raise ConfigError("--sample_sets scores a generator's samples (--model or a generator "
                           "run's --checkpoint_dir); a CycleGAN is scored on its test images once")
+    if generator and (FLAGS.num < 2 or FLAGS.sample_sets < 1):
+        raise ConfigError(f"--num must be >= 2 and --sample_sets >= 1, got {FLAGS.num} and "
+                          f"{FLAGS.sample_sets}")
     if generator and not FLAGS.fid:
         raise ConfigError("a generator is scored by FID and KID: leave out --nofid")
     if FLAGS.step is not None and not (run and generator):

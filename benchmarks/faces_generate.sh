@@ -83,7 +83,7 @@ points = [json.load(open(f"{work}/evaluation_{model}/{step}.json")) | {"step": i
           for step in steps_scored.split()]
 with open(f"{work}/run_{model}/train_seconds") as f:
     train_seconds = int(f.read())
-final = json.load(open(f"{work}/evaluation_{model}/final.json")) if int(final_sets) else None
+final = json.load(open(f"{work}/evaluation_{model}/final.json")) if int(final_sets) > 0 else None
 
 
 def mean_and_error(name: str, digits: int) -> list[float | None]:

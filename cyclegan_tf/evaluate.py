@@ -248,13 +248,16 @@ def _distances(feats_a: np.ndarray, feats_b: np.ndarray, name: str, n_kid_subset
 
 
 def _mean_and_error(sets: Sequence[dict]) -> dict:
-    """fid and kid of several sample sets: their means, standard errors and per-set figures."""
+    """fid and kid of several sample sets: their means, standard errors and per-set figures
+    (kid_error takes kid_std's place; a kid_std_note, the same for every set, is kept)."""
     metrics: dict = {"sample_sets": len(sets)}
     for name in ("fid", "kid"):
         values = np.array([s[name] for s in sets])
         metrics |= {name: float(values.mean()),
                     f"{name}_error": float(values.std(ddof=1) / np.sqrt(len(values))),
                     f"{name}_per_set": [float(v) for v in values]}
+    if "kid_std_note" in sets[0]:
+        metrics["kid_std_note"] = sets[0]["kid_std_note"]
     return metrics
 
 
@@ -359,9 +362,9 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
     size are resized to the samples' size first (FID compares contents, not resolutions).
     sample_sets > 1 scores that many sets of num samples (seeds SEED, SEED + 1, ...) against the
     real features computed once: fid and kid are then the sets' means, fid_error and kid_error
-    their standard errors, and fid_per_set, kid_per_set the sets' own figures. The error is the
-    noise of sampling one model, so it tells two models apart; two training runs of one recipe
-    can differ by more.
+    their standard errors (kid_error in kid_std's place), and fid_per_set, kid_per_set the sets'
+    own figures. The error is the noise of sampling one model, so it tells two models apart; two
+    training runs of one recipe can differ by more.
     features, fid_network, fid_weights: as in evaluate. Writes metrics.json and samples.png (the
     first grid_size samples of the first set) into output_dir, under the rules of evaluate.
     """
@@ -377,21 +380,22 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
         log(f"drawing {num} samples (seed {set_seed})")
         return generator.generate(noise(set_seed, num, generator.z_dim), batch_size)
 
-    samples = draw(seed)
-    first = samples[:grid_size]
+    samples = draw(seed)  # first: its size is the one the real images are brought to
+    first = samples[:grid_size].copy()
     height, width = samples.shape[1:3]
     real = [array if array.shape[:2] == (height, width) else _centre(array, height, width)
             for array in real]
     log(f"computing FID/KID features of {len(real)} real images")
     real_features = np.stack(_batched(features, real, batch_size))
-    sets = []
-    for set_seed in range(seed, seed + sample_sets):
-        if set_seed != seed:
-            samples = draw(set_seed)
+
+    def score(samples: np.ndarray) -> dict:
         log(f"computing FID/KID features of {num} samples")
-        sets.append(_distances(np.stack(_batched(features, list(samples), batch_size)),
-                               real_features, "", n_kid_subsets, kid_subset_size,
-                               ("samples", "real")))
+        return _distances(np.stack(_batched(features, list(samples), batch_size)), real_features,
+                          "", n_kid_subsets, kid_subset_size, ("samples", "real"))
+
+    sets = [score(samples)]
+    del samples  # one set of samples in memory at a time
+    sets += [score(draw(set_seed)) for set_seed in range(seed + 1, seed + sample_sets)]
     metrics = {"num_samples": num, "num_real": len(real), "seed": seed, "image_size": int(height),
                **(sets[0] if sample_sets == 1 else _mean_and_error(sets)),
                "feature_network": getattr(features, "name", "custom")}

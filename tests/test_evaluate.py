@@ -160,7 +160,8 @@ def test_cli_reports_missing_weights(tmp_path):
     # Sample sets are a generator's; a CycleGAN run is told so before anything loads.
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "evaluate.py"), f"--X={folder}", f"--Y={folder}",
-         f"--checkpoint_dir={tmp_path / 'run'}", "--sample_sets=8"],
+         f"--checkpoint_dir={tmp_path / 'run'}", "--sample_sets=8",
+         f"--fid_weights={tmp_path / 'missing.h5'}"],  # a regression fails fast, offline
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 2 and "--sample_sets scores a generator" in result.stderr, \
@@ -264,12 +265,20 @@ class ColourGenerator:
 
 def test_generator_sample_sets_are_the_single_sets_averaged(tmp_path):
     real = [a for _, a in demo_images("X", 12, size=32)]  # another size: centred and resized
+    featurised = []
+
+    def counted_features(images):
+        featurised.append(len(images))
+        return tiny_features(images)
+
     score = lambda out, **kw: ev.evaluate_generator(  # noqa: E731
-        ColourGenerator(), real, str(tmp_path / out), num=20, features=tiny_features,
+        ColourGenerator(), real, str(tmp_path / out), num=20, features=counted_features,
         n_kid_subsets=5, kid_subset_size=6, log=lambda _: None, **kw)
     single = [score(f"seed{seed}", seed=seed) for seed in (4, 5, 6)]
     assert len({m["fid"] for m in single}) == 3  # each seed draws other samples
+    featurised.clear()
     sets = score("sets", seed=4, sample_sets=3)
+    assert sum(featurised) == 12 + 3 * 20  # the real images' features once, each set's once
     assert sets["sample_sets"] == 3 and sets["seed"] == 4 and sets["num_samples"] == 20
     for name in ("fid", "kid"):
         values = [m[name] for m in single]
