@@ -124,7 +124,9 @@ class Config:
                                 "data sets, where D otherwise learns the training images by heart")
     n_critic: int = setting(5, "wgangp: critic updates per generator update")
     ema_decay: float = setting(0.999, "dcgan, wgangp, stylegan: decay of the moving average of "
-                               "the generator's weights that export uses (0: no averaging)")
+                               "the generator's weights that export uses (0: no averaging). "
+                               "The decay is at most (1 + step) / (10 + step), so 0.999 holds "
+                               "only from step 8990 on, and a larger value later still")
     pool_size: int = setting(50, "history of generated images shown to D (0: off)")
     max_steps: int = setting(200_000, "stop after this many steps")
     decay_steps: int = setting(0, "linear lr decay to 0 over the last N steps (0: the second "
