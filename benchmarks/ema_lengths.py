@@ -4,9 +4,9 @@
   python benchmarks/ema_lengths.py split RUN STEP
 
 train: train.py, with an extra average of G per decay kept beside G_ema ("G_ema_0p998"...),
-updated as G_ema is (the same warm-up, (1 + step) / (10 + step), and StyleGAN's buffers copied
-from G) and saved in every checkpoint. Comparing averages of one run leaves out the spread
-between runs, which for StyleGAN is larger than what the average changes.
+updated as G_ema is (the model's update_average: the same warm-up, (1 + step) / (10 + step), and
+StyleGAN's buffers copied from G) and saved in every checkpoint. Comparing averages of one run
+leaves out the spread between runs, which for StyleGAN is as large as what the average changes.
 split: for each extra average in RUN's checkpoint of STEP, and for the raw G, a run folder
 RUN_ema<decay> (RUN_raw) whose G_ema is it, so that evaluate.py --checkpoint_dir scores it:
 
@@ -48,15 +48,8 @@ def with_extra_averages(build_model, decays: list[float]):
 
         def update_all():
             update_ema()
-            step = tf.cast(model.step, tf.float32)
             for decay, average in extras.items():
-                d = tf.minimum(decay, (1.0 + step) / (10.0 + step))
-                for mean, weight in zip(average.weights, model.G.weights):
-                    mean.assign(d * mean + (1.0 - d) * tf.cast(weight, mean.dtype))
-                if config.model == "stylegan":  # w_avg and the noise images: G's own
-                    for mean, weight in zip(average.non_trainable_weights,
-                                            model.G.non_trainable_weights):
-                        mean.assign(tf.cast(weight, mean.dtype))
+                model.update_average(average, decay)
 
         model.update_ema = update_all
         model.checkpoint = lambda **extra: checkpoint(

@@ -194,13 +194,17 @@ class NoiseGAN(tf.Module):
         raise NotImplementedError
 
     def update_ema(self) -> None:
-        """G_ema = d * G_ema + (1 - d) * G, weights and batch-norm statistics alike. d grows
-        from 0.1 to ema_decay over the first steps ((1 + step) / (10 + step), as TF's
+        """G_ema moves toward G (update_average with --ema_decay)."""
+        self.update_average(self.G_ema, self.config.ema_decay)
+
+    def update_average(self, average: keras.Model, decay: float) -> None:
+        """average = d * average + (1 - d) * G, weights and batch-norm statistics alike. d grows
+        from 0.1 to decay over the first steps ((1 + step) / (10 + step), as TF's
         ExponentialMovingAverage does), so that a short run's average is not its random start."""
         step = tf.cast(self.step, tf.float32)
-        decay = tf.minimum(self.config.ema_decay, (1.0 + step) / (10.0 + step))
-        for average, weight in zip(self.G_ema.weights, self.G.weights):
-            average.assign(decay * average + (1.0 - decay) * tf.cast(weight, average.dtype))
+        d = tf.minimum(decay, (1.0 + step) / (10.0 + step))
+        for mean, weight in zip(average.weights, self.G.weights):
+            mean.assign(d * mean + (1.0 - d) * tf.cast(weight, mean.dtype))
 
     @property
     def streams(self) -> int:

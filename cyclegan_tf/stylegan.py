@@ -583,12 +583,12 @@ class StyleGAN(NoiseGAN):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return tf.reduce_mean(tf.square(lengths - mean)) / replicas, mean
 
-    def update_ema(self) -> None:
-        """G_ema's weights average G's (NoiseGAN); its buffers (w_avg, the constant noise) are
+    def update_average(self, average: keras.Model, decay: float) -> None:
+        """average's weights average G's (NoiseGAN); its buffers (w_avg, the constant noise) are
         G's own, copied, as the paper does."""
-        super().update_ema()
-        for average, weight in zip(self.G_ema.non_trainable_weights, self.G.non_trainable_weights):
-            average.assign(tf.cast(weight, average.dtype))
+        super().update_average(average, decay)
+        for mean, weight in zip(average.non_trainable_weights, self.G.non_trainable_weights):
+            mean.assign(tf.cast(weight, mean.dtype))
 
     def summary_images(self) -> dict[str, tf.Tensor]:
         z = self.fixed_noise[:3]
