@@ -39,6 +39,9 @@ MODEL_DEFAULTS = {
 # For the models that do not set them in MODEL_DEFAULTS.
 COMMON_DEFAULTS = dict(ngf=64, ndf=64, z_dim=128, channel_base=0)
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# StyleGAN2's D: "resnet" adds a 1x1 skip around each resolution's convolutions (the paper's),
+# "orig" has none (StyleGAN2-ADA's cifar configuration for small images).
+D_ARCHITECTURES = ("resnet", "orig")
 DIFF_AUGMENTATIONS = ("color", "translation", "cutout")  # diffaugment.py's
 MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPUs, Ampere+ GPUs, TPUs
 
@@ -46,7 +49,8 @@ MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPU
 # cannot be restored, so resuming with a different value is an error rather than a surprise.
 # n_critic: WGAN-GP's critic optimizer counts n_critic updates per step (its schedule with it).
 ARCHITECTURE_FIELDS = ("model", "image_size", "ngf", "ndf", "n_blocks", "norm", "input_skip",
-                       "pool_size", "z_dim", "n_critic", "channel_base", "mapping_layers")
+                       "pool_size", "z_dim", "n_critic", "channel_base", "mapping_layers",
+                       "d_architecture")
 # Settings of the learning-rate schedule: changing one on resume re-plans it (continue_schedule).
 SCHEDULE_FIELDS = ("learning_rate", "max_steps", "decay_steps")
 
@@ -116,6 +120,11 @@ class Config:
                                      "StyleGAN2-ADA heuristic 0.0002 * image_size^2 / batch)")
     r1_interval: int = setting(16, "stylegan: R1 every N steps (lazy regularisation)")
     style_mixing: float = setting(0.9, "stylegan: share of images made from two styles")
+    d_architecture: str = setting("resnet", "stylegan: D with a residual skip around each "
+                                  "resolution (resnet, the paper's) or without (orig, "
+                                  "StyleGAN2-ADA's cifar D)", choices=D_ARCHITECTURES)
+    mbstd_group: int = setting(4, "stylegan: images per group of D's minibatch standard "
+                               "deviation (the paper's 4; StyleGAN2-ADA's cifar: 32)")
     pl_weight: float = setting(0.0, "stylegan: path-length regularisation weight (the "
                                "paper's 2; 0: off), every 4 steps")
     diff_augment: str = setting("", "dcgan, wgangp, stylegan: differentiable augmentation of "
@@ -258,8 +267,12 @@ class Config:
             raise ConfigError(f"--model stylegan makes square images whose side is a power of two "
                               f"from 32 to 1024 (a 4x4 constant doubled), not {self.image_size}: "
                               f"pass --image_size {min(STYLEGAN_SIZES, key=lambda s: abs(s - self.image_size))}")
-        if self.channel_base < 1 or self.mapping_layers < 1 or self.r1_interval < 1:
-            raise ConfigError("channel_base, mapping_layers and r1_interval must be >= 1")
+        if self.d_architecture not in D_ARCHITECTURES:
+            raise ConfigError(f"d_architecture must be one of {D_ARCHITECTURES}, "
+                              f"got {self.d_architecture!r}")
+        if min(self.channel_base, self.mapping_layers, self.r1_interval, self.mbstd_group) < 1:
+            raise ConfigError("channel_base, mapping_layers, r1_interval and mbstd_group must "
+                              "be >= 1")
         if self.r1_gamma < 0 or self.pl_weight < 0 or not 0 <= self.style_mixing <= 1:
             raise ConfigError("r1_gamma and pl_weight must be >= 0, style_mixing in [0, 1]")
 

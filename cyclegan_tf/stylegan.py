@@ -8,7 +8,9 @@ by per-pixel noise of learned strength, and adds an RGB output of each resolutio
 upsampled sum of the ones before (skip outputs). Every layer uses the equalized learning rate:
 weights drawn from N(0, 1) and scaled by He's constant at run time.
 
-D is the paper's residual network with a minibatch standard-deviation feature at 4x4. Training:
+D is the paper's residual network (or, with d_architecture "orig", the same without the residual
+skips, as StyleGAN2-ADA's configuration for small images) with a minibatch standard-deviation
+feature at 4x4. Training:
 the non-saturating logistic loss, R1 on real images every r1_interval steps (lazy: its weight
 times the interval, added to that step's loss; the paper takes it as an extra Adam step instead,
 which is why it scales the rates and betas by interval / (interval + 1): folded into the step,
@@ -387,13 +389,13 @@ class StyleGenerator(keras.Model):
 class StyleDiscriminator(keras.Model):
     """The paper's residual D: fromRGB, per resolution two 3x3 convolutions (the second after
     an anti-aliased halving) plus a 1x1 skip, added with weight 1/sqrt(2); at 4x4 the minibatch
-    standard deviation, a 3x3 convolution and two dense layers. One logit per image [N]."""
-
-    MBSTD_GROUP = 4
+    standard deviation over groups of mbstd_group images, a 3x3 convolution and two dense
+    layers. One logit per image [N]. residual=False drops the skips (StyleGAN2-ADA's cifar D)."""
 
     def __init__(self, image_size: int = 64, channel_base: int = 2048, channel_max: int = 256,
-                 **kwargs):
+                 residual: bool = True, mbstd_group: int = 4, **kwargs):
         super().__init__(**kwargs)
+        self.mbstd_group = mbstd_group
         policy = self.dtype_policy
         ch = widths(image_size, channel_base, channel_max)
         self.from_rgb = EqualizedConv2D(ch[image_size], 1, dtype=policy, name="fromrgb")
@@ -404,7 +406,8 @@ class StyleDiscriminator(keras.Model):
                            EqualizedConv2D(ch[r // 2], 3, down=True, dtype=policy,
                                            name=f"b{r}_conv1"),
                            EqualizedConv2D(ch[r // 2], 1, down=True, activation=False,
-                                           use_bias=False, dtype=policy, name=f"b{r}_skip")))
+                                           use_bias=False, dtype=policy, name=f"b{r}_skip")
+                           if residual else None))
             r //= 2
         self.blocks = tuple(blocks)
         self.conv4 = EqualizedConv2D(ch[4], 3, dtype=policy, name="b4_conv")
@@ -414,8 +417,9 @@ class StyleDiscriminator(keras.Model):
     def call(self, x, training=False):
         x = self.from_rgb(tf.cast(x, self.compute_dtype))
         for conv0, conv1, skip in self.blocks:
-            x = (conv1(conv0(x)) + skip(x)) * tf.cast(1.0 / SQRT2, x.dtype)
-        x = self.conv4(minibatch_stddev(x, self.MBSTD_GROUP))
+            y = conv1(conv0(x))
+            x = (y + skip(x)) * tf.cast(1.0 / SQRT2, x.dtype) if skip else y
+        x = self.conv4(minibatch_stddev(x, self.mbstd_group))
         x = self.dense4(tf.reshape(x, [tf.shape(x)[0], x.shape[1] * x.shape[2] * x.shape[3]]))
         return tf.reshape(tf.cast(self.out(x), tf.float32), [-1])
 
@@ -423,13 +427,16 @@ class StyleDiscriminator(keras.Model):
 def minibatch_stddev(x: tf.Tensor, group: int = 4) -> tf.Tensor:
     """x with one more channel: the standard deviation of each feature over a group of images,
     averaged over features and pixels (images i, i + N/G, ... form a group, as in the paper).
-    The group shrinks to 2 or 1 where the batch is not a multiple of it."""
+    A group larger than the batch is the batch (the paper's min(G, N)); it shrinks to 2 or 1
+    where the batch is not a multiple of it."""
     n = x.shape[0]
     if n is not None:  # a Python number: XLA needs the tile's multiples at compile time
-        g = group if n % group == 0 else min(2, n) if n % 2 == 0 else 1
+        g = min(group, n)
+        g = g if n % g == 0 else min(2, n) if n % 2 == 0 else 1
     else:
         n = tf.shape(x)[0]
-        g = tf.where(n % group == 0, group, tf.where(n % 2 == 0, tf.minimum(2, n), 1))
+        g = tf.minimum(group, n)
+        g = tf.where(n % g == 0, g, tf.where(n % 2 == 0, tf.minimum(2, n), 1))
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     y = tf.reshape(tf.cast(x, tf.float32), [g, -1, h, w, c])
     y = tf.sqrt(tf.reduce_mean(tf.square(y - tf.reduce_mean(y, axis=0)), axis=0) + 1e-8)
@@ -479,7 +486,9 @@ class StyleGAN(NoiseGAN):
 
     @classmethod
     def build_discriminator(cls, config: Config) -> keras.Model:
-        D = StyleDiscriminator(config.image_size, config.channel_base, config.ndf, name="D",
+        D = StyleDiscriminator(config.image_size, config.channel_base, config.ndf,
+                               residual=config.d_architecture == "resnet",
+                               mbstd_group=config.mbstd_group, name="D",
                                dtype=DTYPE_POLICIES[config.mixed_precision])
         D(tf.zeros([1, config.image_size, config.image_size, 3]))
         return D

@@ -66,6 +66,35 @@ def test_generator_and_discriminator_shapes_at_32_and_64_px(size):
     assert StyleDiscriminator(size, 64, 8)(images).shape == (3,)
 
 
+def test_minibatch_stddev_matches_a_direct_computation():
+    """Images i, i + N/G, ... form a group; a group larger than the batch is the whole batch."""
+    from cyclegan_tf.stylegan import minibatch_stddev
+    x = np.random.default_rng(0).normal(size=[6, 2, 2, 3]).astype(np.float32)
+    for group, g in ((2, 2), (3, 3), (4, 2), (32, 6)):
+        y = minibatch_stddev(tf.constant(x), group).numpy()
+        assert y.shape == (6, 2, 2, 4) and np.array_equal(y[..., :3], x)
+        for i in range(6):
+            members = x[i % (6 // g)::6 // g]
+            assert len(members) == g
+            np.testing.assert_allclose(y[i, ..., 3], np.mean(np.std(members, axis=0)), rtol=1e-4)
+
+
+def test_discriminator_without_residual_skips_is_the_cifar_d():
+    """--d_architecture orig: the same convolutions without the 1x1 skips."""
+    from cyclegan_tf.config import ConfigError
+    from cyclegan_tf.stylegan import StyleGAN
+    names = {}
+    for arch in ("resnet", "orig"):
+        config = style_config(image_size=32, d_architecture=arch, mbstd_group=32)
+        D = StyleGAN.build_discriminator(config)
+        assert D(tf.zeros([5, 32, 32, 3])).shape == (5,) and D.mbstd_group == 32
+        names[arch] = {w.path.split("/", 1)[1] for w in D.trainable_weights}
+    assert names["resnet"] - names["orig"] == {f"b{r}_skip/kernel" for r in (32, 16, 8)}
+    assert names["orig"] < names["resnet"]
+    with pytest.raises(ConfigError, match="d_architecture"):
+        style_config(d_architecture="skip")
+
+
 def test_modulated_demodulated_convolution_matches_per_image_weights():
     """The paper's Eq. 1-3 computed directly: w'_ijk = s_i w_ijk, w''= w' / sqrt(sum w'^2)."""
     from cyclegan_tf.stylegan import ModulatedConv2D
