@@ -40,7 +40,7 @@ MODEL_DEFAULTS = {
 COMMON_DEFAULTS = dict(ngf=64, ndf=64, z_dim=128, channel_base=0)
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 # StyleGAN2's D: "resnet" adds a 1x1 skip around each resolution's convolutions (the paper's),
-# "orig" has none (StyleGAN2-ADA's cifar configuration for small images).
+# "orig" has none (StyleGAN2-ADA's cifar configuration).
 D_ARCHITECTURES = ("resnet", "orig")
 DIFF_AUGMENTATIONS = ("color", "translation", "cutout")  # diffaugment.py's
 MIXED_PRECISION = ("off", "bf16")  # bf16 needs no loss scaling: AVX512-BF16 CPUs, Ampere+ GPUs, TPUs
@@ -124,7 +124,8 @@ class Config:
                                   "resolution (resnet, the paper's) or without (orig, "
                                   "StyleGAN2-ADA's cifar D)", choices=D_ARCHITECTURES)
     mbstd_group: int = setting(4, "stylegan: images per group of D's minibatch standard "
-                               "deviation (the paper's 4; StyleGAN2-ADA's cifar: 32)")
+                               "deviation (the paper's 4; StyleGAN2-ADA's cifar: 32); where "
+                               "it does not divide the batch, its largest divisor below it")
     pl_weight: float = setting(0.0, "stylegan: path-length regularisation weight (the "
                                "paper's 2; 0: off), every 4 steps")
     diff_augment: str = setting("", "dcgan, wgangp, stylegan: differentiable augmentation of "
@@ -204,6 +205,8 @@ class Config:
         need(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
         need(self.gan_loss in GAN_LOSSES, f"gan_loss must be one of {GAN_LOSSES}, got {self.gan_loss!r}")
         need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        need(self.d_architecture in D_ARCHITECTURES,
+             f"d_architecture must be one of {D_ARCHITECTURES}, got {self.d_architecture!r}")
         need(self.mixed_precision in MIXED_PRECISION,
              f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         need(self.load_size == 0 or self.load_size >= self.image_size,
@@ -267,9 +270,6 @@ class Config:
             raise ConfigError(f"--model stylegan makes square images whose side is a power of two "
                               f"from 32 to 1024 (a 4x4 constant doubled), not {self.image_size}: "
                               f"pass --image_size {min(STYLEGAN_SIZES, key=lambda s: abs(s - self.image_size))}")
-        if self.d_architecture not in D_ARCHITECTURES:
-            raise ConfigError(f"d_architecture must be one of {D_ARCHITECTURES}, "
-                              f"got {self.d_architecture!r}")
         if min(self.channel_base, self.mapping_layers, self.r1_interval, self.mbstd_group) < 1:
             raise ConfigError("channel_base, mapping_layers, r1_interval and mbstd_group must "
                               "be >= 1")

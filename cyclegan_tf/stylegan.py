@@ -9,7 +9,7 @@ upsampled sum of the ones before (skip outputs). Every layer uses the equalized 
 weights drawn from N(0, 1) and scaled by He's constant at run time.
 
 D is the paper's residual network (or, with d_architecture "orig", the same without the residual
-skips, as StyleGAN2-ADA's configuration for small images) with a minibatch standard-deviation
+skips, as StyleGAN2-ADA's cifar configuration) with a minibatch standard-deviation
 feature at 4x4. Training:
 the non-saturating logistic loss, R1 on real images every r1_interval steps (lazy: its weight
 times the interval, added to that step's loss; the paper takes it as an extra Adam step instead,
@@ -390,7 +390,8 @@ class StyleDiscriminator(keras.Model):
     """The paper's residual D: fromRGB, per resolution two 3x3 convolutions (the second after
     an anti-aliased halving) plus a 1x1 skip, added with weight 1/sqrt(2); at 4x4 the minibatch
     standard deviation over groups of mbstd_group images, a 3x3 convolution and two dense
-    layers. One logit per image [N]. residual=False drops the skips (StyleGAN2-ADA's cifar D)."""
+    layers. One logit per image [N]. residual=False drops the skips and their 1/sqrt(2)
+    (StyleGAN2-ADA's cifar configuration)."""
 
     def __init__(self, image_size: int = 64, channel_base: int = 2048, channel_max: int = 256,
                  residual: bool = True, mbstd_group: int = 4, **kwargs):
@@ -418,7 +419,7 @@ class StyleDiscriminator(keras.Model):
         x = self.from_rgb(tf.cast(x, self.compute_dtype))
         for conv0, conv1, skip in self.blocks:
             y = conv1(conv0(x))
-            x = (y + skip(x)) * tf.cast(1.0 / SQRT2, x.dtype) if skip else y
+            x = (y + skip(x)) * tf.cast(1.0 / SQRT2, x.dtype) if skip is not None else y
         x = self.conv4(minibatch_stddev(x, self.mbstd_group))
         x = self.dense4(tf.reshape(x, [tf.shape(x)[0], x.shape[1] * x.shape[2] * x.shape[3]]))
         return tf.reshape(tf.cast(self.out(x), tf.float32), [-1])
@@ -427,16 +428,15 @@ class StyleDiscriminator(keras.Model):
 def minibatch_stddev(x: tf.Tensor, group: int = 4) -> tf.Tensor:
     """x with one more channel: the standard deviation of each feature over a group of images,
     averaged over features and pixels (images i, i + N/G, ... form a group, as in the paper).
-    A group larger than the batch is the batch (the paper's min(G, N)); it shrinks to 2 or 1
-    where the batch is not a multiple of it."""
+    G is the largest divisor of the batch up to group (the paper's min(group, N) where that
+    divides N)."""
     n = x.shape[0]
     if n is not None:  # a Python number: XLA needs the tile's multiples at compile time
-        g = min(group, n)
-        g = g if n % g == 0 else min(2, n) if n % 2 == 0 else 1
+        g = max(d for d in range(1, max(1, min(group, n)) + 1) if n % d == 0)
     else:
         n = tf.shape(x)[0]
-        g = tf.minimum(group, n)
-        g = tf.where(n % g == 0, g, tf.where(n % 2 == 0, tf.minimum(2, n), 1))
+        d = tf.range(1, group + 1)
+        g = tf.reduce_max(tf.where(n % d == 0, d, 1))
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     y = tf.reshape(tf.cast(x, tf.float32), [g, -1, h, w, c])
     y = tf.sqrt(tf.reduce_mean(tf.square(y - tf.reduce_mean(y, axis=0)), axis=0) + 1e-8)

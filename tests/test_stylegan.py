@@ -67,30 +67,42 @@ def test_generator_and_discriminator_shapes_at_32_and_64_px(size):
 
 
 def test_minibatch_stddev_matches_a_direct_computation():
-    """Images i, i + N/G, ... form a group; a group larger than the batch is the whole batch."""
+    """Images i, i + N/G, ... form a group of G, the largest divisor of N up to the group asked
+    for; the same whether the batch size is known when tracing or not."""
     from cyclegan_tf.stylegan import minibatch_stddev
     x = np.random.default_rng(0).normal(size=[6, 2, 2, 3]).astype(np.float32)
-    for group, g in ((2, 2), (3, 3), (4, 2), (32, 6)):
-        y = minibatch_stddev(tf.constant(x), group).numpy()
-        assert y.shape == (6, 2, 2, 4) and np.array_equal(y[..., :3], x)
-        for i in range(6):
-            members = x[i % (6 // g)::6 // g]
-            assert len(members) == g
-            np.testing.assert_allclose(y[i, ..., 3], np.mean(np.std(members, axis=0)), rtol=1e-4)
+    for group, g in ((2, 2), (3, 3), (4, 3), (5, 3), (32, 6)):
+        unknown_batch = tf.function(lambda x: minibatch_stddev(x, group),
+                                    input_signature=[tf.TensorSpec([None, 2, 2, 3])])
+        for y in (minibatch_stddev(tf.constant(x), group).numpy(), unknown_batch(x).numpy()):
+            assert y.shape == (6, 2, 2, 4) and np.array_equal(y[..., :3], x)
+            for i in range(6):
+                members = x[i % (6 // g)::6 // g]
+                assert len(members) == g
+                np.testing.assert_allclose(y[i, ..., 3], np.mean(np.std(members, axis=0)),
+                                           rtol=1e-4)
 
 
 def test_discriminator_without_residual_skips_is_the_cifar_d():
-    """--d_architecture orig: the same convolutions without the 1x1 skips."""
+    """--d_architecture orig: the same convolutions without the 1x1 skips and their 1/sqrt(2);
+    --mbstd_group reaches the minibatch standard deviation."""
     from cyclegan_tf.config import ConfigError
-    from cyclegan_tf.stylegan import StyleGAN
-    names = {}
+    from cyclegan_tf.stylegan import StyleGAN, minibatch_stddev
+    names, images = {}, tf.random.normal([8, 32, 32, 3])
     for arch in ("resnet", "orig"):
-        config = style_config(image_size=32, d_architecture=arch, mbstd_group=32)
-        D = StyleGAN.build_discriminator(config)
-        assert D(tf.zeros([5, 32, 32, 3])).shape == (5,) and D.mbstd_group == 32
+        D = StyleGAN.build_discriminator(style_config(image_size=32, d_architecture=arch,
+                                                      mbstd_group=8))
         names[arch] = {w.path.split("/", 1)[1] for w in D.trainable_weights}
     assert names["resnet"] - names["orig"] == {f"b{r}_skip/kernel" for r in (32, 16, 8)}
     assert names["orig"] < names["resnet"]
+
+    x = D.from_rgb(images)
+    for conv0, conv1, _ in D.blocks:
+        x = conv1(conv0(x))
+    x = D.dense4(tf.reshape(D.conv4(minibatch_stddev(x, 8)), [8, -1]))
+    np.testing.assert_allclose(D(images).numpy(), tf.reshape(D.out(x), [-1]).numpy(), atol=1e-5)
+    D.mbstd_group = 4
+    assert not np.allclose(D(images).numpy(), tf.reshape(D.out(x), [-1]).numpy(), atol=1e-5)
     with pytest.raises(ConfigError, match="d_architecture"):
         style_config(d_architecture="skip")
 
