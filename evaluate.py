@@ -48,6 +48,8 @@ flags.DEFINE_integer("seed", 0, "generators: the samples' seed (as inference.py 
 flags.DEFINE_integer("sample_sets", 1, "generators: score this many sets of --num samples "
                                        "(seeds SEED, SEED+1, ...) and report their mean FID/KID "
                                        "with its standard error")
+flags.DEFINE_float("truncation", 1.0, "generators: score samples drawn at this truncation, as "
+                   "inference.py --truncation draws them (1: none, the usual FID)")
 flags.DEFINE_integer("step", None, "generators: score this checkpoint of --checkpoint_dir "
                                    "(default: the latest)")
 flags.DEFINE_string("output_dir", "", "where results go (default: CHECKPOINT_DIR/evaluation "
@@ -85,8 +87,13 @@ def main(argv):
     if generator and (FLAGS.num < 2 or FLAGS.sample_sets < 1):
         raise ConfigError(f"--num must be >= 2 and --sample_sets >= 1, got {FLAGS.num} and "
                           f"{FLAGS.sample_sets}")
+    if generator and not 0 <= FLAGS.truncation <= 1:
+        raise ConfigError(f"--truncation must be in [0, 1] (1: none), got {FLAGS.truncation}")
     if generator and not FLAGS.fid:
         raise ConfigError("a generator is scored by FID and KID: leave out --nofid")
+    if FLAGS["truncation"].present and not generator:
+        raise ConfigError("--truncation scores a generator's samples (--model or a generator "
+                          "run's --checkpoint_dir); a CycleGAN has no truncation")
     if FLAGS.step is not None and not (run and generator):
         raise ConfigError("--step picks a checkpoint of a generator run (dcgan, wgangp, "
                           "stylegan): give its --checkpoint_dir"
@@ -103,7 +110,7 @@ def main(argv):
         model = sampling.ImageGenerator.load(FLAGS.model or run, FLAGS.step)
         metrics = evaluation.evaluate_generator(
             model, x_images, output_dir, num=FLAGS.num, seed=FLAGS.seed,
-            sample_sets=FLAGS.sample_sets, features=network,
+            sample_sets=FLAGS.sample_sets, truncation=FLAGS.truncation, features=network,
             batch_size=FLAGS.batch_size, log=_log, inputs=inputs)
     else:
         y_images = evaluation.load_images(FLAGS.Y, FLAGS.image_size, FLAGS.limit, _log)

@@ -349,7 +349,7 @@ def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def evaluate_generator(generator: ImageGenerator, real_images: Images, output_dir: str, *,
                        num: int = 500, seed: int = 0, sample_sets: int = 1,
-                       features: FeatureNetwork | Features | None = None,
+                       truncation: float = 1.0, features: FeatureNetwork | Features | None = None,
                        fid_weights: str | None = None, fid_network: str = "inception",
                        batch_size: int = 64, n_kid_subsets: int = 100,
                        kid_subset_size: int = KID_SUBSET_SIZE, grid_size: int = 64,
@@ -358,7 +358,8 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
     images.
 
     generator: a sampling.ImageGenerator (an exported model, or a run folder at one of its steps).
-    The samples are the ones `inference.py --num NUM --seed SEED` draws. Real images of another
+    The samples are the ones `inference.py --num NUM --seed SEED --truncation T` draws
+    (truncation < 1 trades variety for typical images, so it moves FID both ways). Real images of another
     size are resized to the samples' size first (FID compares contents, not resolutions).
     sample_sets > 1 scores that many sets of num samples (seeds SEED, SEED + 1, ...) against the
     real features computed once: fid and kid are then the sets' means, fid_error and kid_error
@@ -371,6 +372,8 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
     if num < 2 or batch_size < 1 or sample_sets < 1:
         raise ConfigError(f"--num must be >= 2, --batch_size >= 1 and --sample_sets >= 1, got "
                           f"{num}, {batch_size} and {sample_sets}")
+    if not 0 <= truncation <= 1:
+        raise ConfigError(f"--truncation must be in [0, 1] (1: none), got {truncation}")
     if features is None:  # first: missing weights fail before minutes of work
         features = feature_network(fid_network, fid_weights)
     real = [array for _, array in _named(real_images)]
@@ -378,7 +381,7 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
 
     def draw(set_seed: int) -> np.ndarray:
         log(f"drawing {num} samples (seed {set_seed})")
-        return generator.generate(noise(set_seed, num, generator.z_dim), batch_size)
+        return generator.generate(noise(set_seed, num, generator.z_dim), batch_size, truncation)
 
     samples = draw(seed)  # first: its size is the one the real images are brought to
     first = samples[:grid_size].copy()
@@ -397,6 +400,7 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
     del samples  # one set of samples in memory at a time
     sets += [score(draw(set_seed)) for set_seed in range(seed + 1, seed + sample_sets)]
     metrics = {"num_samples": num, "num_real": len(real), "seed": seed, "image_size": int(height),
+               **({"truncation": truncation} if truncation != 1 else {}),
                **(sets[0] if sample_sets == 1 else _mean_and_error(sets)),
                "feature_network": getattr(features, "name", "custom")}
     with files.atomic_folder(output_dir) as folder:

@@ -166,6 +166,14 @@ def test_cli_reports_missing_weights(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 2 and "--sample_sets scores a generator" in result.stderr, \
         result.stderr
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--X={folder}", f"--Y={folder}",
+         f"--checkpoint_dir={tmp_path / 'run'}", "--truncation=0.7",
+         f"--fid_weights={tmp_path / 'missing.h5'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2 and "a CycleGAN has no truncation" in result.stderr, \
+        result.stderr
 
 
 # -- images and models ------------------------------------------------------------------------------
@@ -254,11 +262,12 @@ def test_kid_spread_is_reported_only_when_subsets_can_differ(tmp_path):
 
 
 class ColourGenerator:
-    """Stand-in for sampling.ImageGenerator: each z draws a flat 16 x 16 image of one colour."""
+    """Stand-in for sampling.ImageGenerator: each z draws a flat 16 x 16 image of one colour;
+    truncation scales z, as sampling.ImageGenerator.generate does for a DCGAN."""
     z_dim = 3
 
-    def generate(self, z, batch_size):
-        colours = 255 / (1 + np.exp(-2 * np.asarray(z)))
+    def generate(self, z, batch_size, truncation=1.0):
+        colours = 255 / (1 + np.exp(-2 * truncation * np.asarray(z)))
         shape = (len(colours), 16, 16, 3)
         return np.broadcast_to(colours[:, None, None, :], shape).astype(np.uint8)
 
@@ -293,6 +302,16 @@ def test_generator_sample_sets_are_the_single_sets_averaged(tmp_path):
     with pytest.raises(ConfigError, match="--sample_sets >= 1"):
         score("none", sample_sets=0)
     assert not os.path.exists(tmp_path / "none")
+    # Truncated samples are other samples, nearer the typical one: at 0 all the same grey.
+    assert "truncation" not in single[0]
+    half = score("half", seed=4, truncation=0.5)
+    assert half["truncation"] == 0.5 and half["fid"] != single[0]["fid"]
+    score("zero", seed=4, truncation=0.0)
+    with Image.open(tmp_path / "zero" / "samples.png") as grid:
+        np.testing.assert_array_equal(np.unique(np.asarray(grid)), [127])  # 255 sigmoid(0)
+    with pytest.raises(ConfigError, match="--truncation must be in"):
+        score("over", truncation=1.5)
+    assert not os.path.exists(tmp_path / "over")
 
 
 def test_evaluate_colour_swap_cycles_but_is_no_identity(tmp_path):

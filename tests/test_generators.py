@@ -179,6 +179,17 @@ def test_faces_workflow_one_domain_dcgan_export_and_plain_tensorflow(faces, tmp_
     assert abs(scores[0]["fid"] - fid_sets[0]) < 1e-3  # the export is the run's G_ema
     assert fid_sets[1] != fid_sets[0] and scores[1]["fid_error"] > 0
     assert abs(scores[1]["fid"] - sum(fid_sets) / 2) < 1e-9
+    # --truncation 0: every sample is G(0), as inference.py --truncation 0 draws it.
+    out = str(tmp_path / "eval_truncated")
+    done = run_script("evaluate.py", "--model", model, "--X", records, "--num", "6",
+                      "--truncation", "0", "--fid_network", "face", "--output_dir", out)
+    assert done.returncode == 0, done.stderr
+    truncated = json.loads(done.stdout.strip().splitlines()[-1])
+    assert truncated["truncation"] == 0 and truncated["fid"] != scores[0]["fid"]
+    from PIL import Image
+    with Image.open(os.path.join(out, "samples.png")) as sheet:
+        cells = np.asarray(sheet).reshape(2, 64, 3, 64, 3).swapaxes(1, 2).reshape(6, 64, 64, 3)
+    assert all((cell == cells[0]).all() for cell in cells)
     done = run_script("evaluate.py", "--checkpoint_dir", run, "--step", "2", "--X", records,
                       "--fid_network", "face", "--output_dir", str(tmp_path / "eval_step2"))
     assert done.returncode == 2 and "keeps steps 3" in done.stderr
@@ -188,7 +199,6 @@ def test_faces_workflow_one_domain_dcgan_export_and_plain_tensorflow(faces, tmp_
     done = run_script("inference.py", "--model", model, "--interpolate", "3", "--frames", "4",
                       "--output", gif)
     assert done.returncode == 0, done.stderr
-    from PIL import Image
     with Image.open(gif) as image:
         assert image.n_frames == 3 * 4 and image.size == (64, 64)
 
