@@ -87,8 +87,8 @@ def main(argv):
     if generator and (FLAGS.num < 2 or FLAGS.sample_sets < 1):
         raise ConfigError(f"--num must be >= 2 and --sample_sets >= 1, got {FLAGS.num} and "
                           f"{FLAGS.sample_sets}")
-    if generator and not 0 <= FLAGS.truncation <= 1:
-        raise ConfigError(f"--truncation must be in [0, 1] (1: none), got {FLAGS.truncation}")
+    if generator and FLAGS.truncation < 0:
+        raise ConfigError(f"--truncation must be >= 0 (1: none), got {FLAGS.truncation}")
     if generator and not FLAGS.fid:
         raise ConfigError("a generator is scored by FID and KID: leave out --nofid")
     if FLAGS["truncation"].present and not generator:

@@ -372,8 +372,8 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
     if num < 2 or batch_size < 1 or sample_sets < 1:
         raise ConfigError(f"--num must be >= 2, --batch_size >= 1 and --sample_sets >= 1, got "
                           f"{num}, {batch_size} and {sample_sets}")
-    if not 0 <= truncation <= 1:
-        raise ConfigError(f"--truncation must be in [0, 1] (1: none), got {truncation}")
+    if truncation < 0:
+        raise ConfigError(f"--truncation must be >= 0 (1: none), got {truncation}")
     if features is None:  # first: missing weights fail before minutes of work
         features = feature_network(fid_network, fid_weights)
     real = [array for _, array in _named(real_images)]

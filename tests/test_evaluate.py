@@ -309,9 +309,9 @@ def test_generator_sample_sets_are_the_single_sets_averaged(tmp_path):
     score("zero", seed=4, truncation=0.0)
     with Image.open(tmp_path / "zero" / "samples.png") as grid:
         np.testing.assert_array_equal(np.unique(np.asarray(grid)), [127])  # 255 sigmoid(0)
-    with pytest.raises(ConfigError, match="--truncation must be in"):
-        score("over", truncation=1.5)
-    assert not os.path.exists(tmp_path / "over")
+    with pytest.raises(ConfigError, match="--truncation must be >= 0"):
+        score("negative", truncation=-0.5)
+    assert not os.path.exists(tmp_path / "negative")
 
 
 def test_evaluate_colour_swap_cycles_but_is_no_identity(tmp_path):
