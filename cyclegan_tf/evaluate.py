@@ -359,8 +359,9 @@ def evaluate_generator(generator: ImageGenerator, real_images: Images, output_di
 
     generator: a sampling.ImageGenerator (an exported model, or a run folder at one of its steps).
     The samples are the ones `inference.py --num NUM --seed SEED --truncation T` draws
-    (truncation < 1 trades variety for typical images, so it moves FID both ways). Real images of another
-    size are resized to the samples' size first (FID compares contents, not resolutions).
+    (truncation < 1 trades variety for typical images; the usual FID is at 1). Real images of
+    another size are resized to the samples' size first (FID compares contents, not
+    resolutions).
     sample_sets > 1 scores that many sets of num samples (seeds SEED, SEED + 1, ...) against the
     real features computed once: fid and kid are then the sets' means, fid_error and kid_error
     their standard errors (kid_error in kid_std's place), and fid_per_set, kid_per_set the sets'
