@@ -225,7 +225,9 @@ def _keras_cache_paths() -> list[str]:
 def _missing_weights_help(looked_at: Sequence[str]) -> str:
     return ("FID/KID need the Keras InceptionV3 ImageNet weights (no top), which were not found "
             f"(looked at {', '.join(looked_at)}). Download {INCEPTION_URL} and either put it at "
-            f"{looked_at[0]} or pass its path with --fid_weights; or pass --nofid to skip FID/KID.")
+            f"{looked_at[0]} or pass its path with --fid_weights; or pass --nofid to skip FID/KID; "
+            "or, offline, --fid_network face for an FD in a face network's features (the faces "
+            "extra; comparable only with other runs scored the same way).")
 
 
 def inception_weights_path(weights: str | None = None, cache_dir: str | None = None,

@@ -130,6 +130,7 @@ def test_weights_missing_from_cache_without_download(tmp_path):
     message = str(error.value)
     assert os.path.join(str(tmp_path), "models", fe.INCEPTION_FILE) in message
     assert fe.INCEPTION_URL in message and "--fid_weights" in message and "--nofid" in message
+    assert "--fid_network face" in message  # the offline way to an FD, where a download cannot run
 
 
 def test_cached_weights_file_is_found(tmp_path):
